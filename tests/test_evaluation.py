@@ -1,0 +1,203 @@
+"Evaluation: metrics against hand-computed cases, one-to-one facility matching (property test), figures, the HTML report in headless Chromium, the dcd_evaluate CLI."
+import io, json, math, os, shutil, subprocess, sys
+from pathlib import Path
+import numpy as np, pandas as pd, geopandas as gpd, shapely, pytest
+from PIL import Image
+from hypothesis import given, settings, strategies as st, HealthCheck
+from datacenter_detector.evaluation import *
+from datacenter_detector.evaluation import _demo_split, _demo_predict
+
+X0, Y0 = 300000., 4320000.   # UTM 18N (Virginia)
+def sq(x0, y0, w, h=None): return shapely.box(x0, y0, x0+w, y0+(h or w))
+def utm_gdf(geoms, epsg=32618, **cols): return gpd.GeoDataFrame(cols, geometry=list(geoms), crs=epsg).to_crs(4326)
+def png(fig): return np.asarray(Image.open(io.BytesIO(png_bytes(fig))).convert('RGB')).astype(int)
+
+# ---------- pixel metrics, hand-computed ----------
+T = np.zeros((20, 20), np.uint8); T[5:15, 5:15] = 1
+
+def test_pixel_perfect():
+    assert confusion(T, T) == dict(tp=100, fp=0, fn=0, tn=300)
+    assert scores(**confusion(T, T)) == dict(dice=1., iou=1., precision=1., recall=1.)
+
+def test_pixel_empty_prediction():
+    s = scores(**confusion(np.zeros_like(T), T))
+    assert (s['dice'], s['iou'], s['recall']) == (0., 0., 0.) and math.isnan(s['precision'])
+
+def test_pixel_empty_truth():
+    s = scores(**confusion(T, np.zeros_like(T)))
+    assert (s['dice'], s['iou'], s['precision']) == (0., 0., 0.) and math.isnan(s['recall'])
+    assert scores(**confusion(np.zeros_like(T), np.zeros_like(T)))['iou'] == 1.
+
+def test_pixel_off_by_one():
+    c = confusion(np.roll(T, 1, axis=0), T)
+    assert c == dict(tp=90, fp=10, fn=10, tn=290)
+    s = scores(**c)
+    assert s['dice'] == pytest.approx(180/200) and s['iou'] == pytest.approx(90/110)
+    assert s['precision'] == pytest.approx(0.9) and s['recall'] == pytest.approx(0.9)
+
+def test_pixel_ignore_and_micro():
+    ign = T.copy(); ign[5] = 255                                    # a row of ignored pixels
+    assert confusion(T, ign) == dict(tp=90, fp=0, fn=0, tn=290)
+    rows = pd.DataFrame([chip_row(T, T, site_id=0), chip_row(np.zeros_like(T), T, site_id=1)])
+    m = micro(rows)
+    assert (m['tp'], m['fn']) == (100, 100) and m['dice'] == pytest.approx(200/300)
+    assert '| Dice Score | 66.7%  |' in metric_table(m)
+
+def test_pr_curve_counts():
+    prob = np.where(T == 1, .8, .1).astype(np.float32)
+    c = pr_curve(prob_hist(prob, T))
+    row = c[c.threshold == .5].iloc[0]
+    assert (row.precision, row.recall) == (1., 1.)
+    assert c.iloc[0].precision == pytest.approx(100/400) and c.iloc[0].recall == 1.
+
+# ---------- facility metrics, hand-computed ----------
+def test_facility_two_merged_into_one():
+    halls = utm_gdf([sq(X0, Y0, 25, 60), sq(X0+35, Y0, 25, 60)])    # two 25x60 m halls, 10 m apart
+    blob = utm_gdf([sq(X0, Y0, 60)])                                 # one prediction over both
+    f = facility_metrics(blob, halls)
+    assert (f['iou']['tp'], f['iou']['fp'], f['iou']['fn']) == (0, 1, 2)          # IoU 25/60 < 0.5
+    assert (f['centroid']['tp'], f['centroid']['fn']) == (1, 1)                   # 17.5 m: only one of them
+    assert f['centroid']['centroid_err_m_median'] == pytest.approx(17.5, abs=0.05)
+    assert f['centroid']['area_err_pct_median'] == pytest.approx(140, abs=0.5)
+
+def test_facility_one_split_in_two():
+    f = facility_metrics(utm_gdf([sq(X0, Y0, 50, 100), sq(X0+50, Y0, 50, 100)]), utm_gdf([sq(X0, Y0, 100)]))
+    for crit in ('iou', 'centroid', 'either'):
+        assert (f[crit]['tp'], f[crit]['fp'], f[crit]['fn']) == (1, 1, 0)
+        assert f[crit]['precision'] == .5 and f[crit]['recall'] == 1. and f[crit]['f1'] == pytest.approx(2/3)
+
+def test_facility_empty_and_perfect():
+    fac = utm_gdf([sq(X0, Y0, 80), sq(X0+500, Y0, 80)])
+    e = facility_metrics(None, fac)['either']
+    assert (e['tp'], e['fn'], e['recall'], e['f1']) == (0, 2, 0., 0.) and math.isnan(e['precision'])
+    e = facility_metrics(fac, None)['either']
+    assert (e['fp'], e['precision']) == (2, 0.) and math.isnan(e['recall'])
+    p = facility_metrics(fac, fac)['iou']
+    assert (p['precision'], p['recall'], p['f1']) == (1., 1., 1.) and p['area_err_pct_median'] == pytest.approx(0, abs=1e-6)
+
+def test_facility_off_by_metres():
+    "A prediction 20 m off an 80 m facility: IoU 60/100*... measured in metres even though inputs are EPSG:4326."
+    f = facility_metrics(utm_gdf([sq(X0+20, Y0, 80)]), utm_gdf([sq(X0, Y0, 80)]), iou_min=0.5, centroid_m=15)
+    assert f['iou']['tp'] == 1 and f['centroid']['tp'] == 0          # IoU 60/100 = 0.6; centroids 20 m > 15 m
+    assert f['iou']['centroid_err_m_median'] == pytest.approx(20, abs=0.05)
+
+# ---------- one-to-one matching: property test ----------
+boxes = st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300), st.integers(5, 120), st.integers(5, 120)), max_size=9)
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(boxes, boxes, st.sampled_from(['iou', 'centroid', 'either']), st.floats(0.1, 0.9), st.floats(1, 80))
+def test_matching_one_to_one(p, t, crit, iou_min, cm):
+    pred, truth = utm_gdf([sq(X0+x, Y0+y, w, h) for x, y, w, h in p]), utm_gdf([sq(X0+x, Y0+y, w, h) for x, y, w, h in t])
+    pairs = pair_table(pred, truth, cm)
+    hung, greedy = assign(pairs, crit, iou_min, cm), assign(pairs, crit, iou_min, cm, 'greedy')
+    for mt in (hung, greedy):
+        assert mt.pred.is_unique and mt.truth.is_unique                    # one to one
+        assert len(mt) <= min(len(p), len(t))
+        if len(mt): assert ((mt.iou >= iou_min) if crit == 'iou' else (mt.dist_m <= cm) if crit == 'centroid' else ((mt.iou >= iou_min) | (mt.dist_m <= cm))).all()
+    assert len(hung) >= len(greedy)                                       # Hungarian finds the most matches
+    f = facility_metrics(pred, truth, iou_min, cm, pairs=pairs)[crit]
+    assert f['tp'] == len(hung) and f['tp'] + f['fp'] == len(p) and f['tp'] + f['fn'] == len(t)
+
+# ---------- hard negatives, bootstrap ----------
+def test_hard_negatives():
+    negs = utm_gdf([sq(X0, Y0, 100), sq(X0+200, Y0, 100), sq(X0+400, Y0, 100)], **{'class': ['warehouse', 'warehouse', 'other']})
+    hn = hard_negative_rates(utm_gdf([sq(X0+50, Y0, 100), sq(X0+400, Y0, 5)]), negs, min_overlap=0.1).set_index('class')
+    assert hn.loc['warehouse', 'flagged'] == 1 and hn.loc['warehouse', 'rate'] == .5
+    assert hn.loc['other', 'flagged'] == 0 and math.isnan(hn.loc['retail', 'rate'])
+
+def test_bootstrap_seeded_and_covers():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(dict(site_id=np.arange(30), tp=rng.integers(50, 100, 30), fp=rng.integers(0, 40, 30), fn=rng.integers(0, 40, 30)))
+    a, b, c = (bootstrap_ci(df, stat_of('dice'), n_boot=300, seed=s) for s in (7, 7, 8))
+    assert a == b and a != c
+    assert a['lo'] < a['value'] < a['hi'] and a['hi'] - a['lo'] < 0.2
+
+# ---------- figures: real pixels ----------
+def test_panels_render_colours():
+    img = np.zeros((4, 32, 32), np.uint8); img[:3] = 80; img[:3, 8:24, 8:24] = 200
+    truth = np.zeros((32, 32), np.uint8); truth[8:24, 8:24] = 1
+    pred = np.zeros((32, 32), bool); pred[8:24, 12:28] = True
+    px = png(plot_panels([dict(img=img, truth=truth, pred=pred, title='x')]))
+    assert px.shape == (260, 1000, 3)
+    right = px[:, 760:]                                                   # the overlay panel
+    r, g, b = right[..., 0], right[..., 1], right[..., 2]
+    green, red, blue = g - np.maximum(r, b) > 80, r - np.maximum(g, b) > 80, b - r > 80
+    assert green.sum() > 500 and red.sum() > 100 and blue.sum() > 100     # TP, FP, FN all drawn
+
+def test_pr_and_hist_render():
+    prob = np.where(T == 1, .8, .1).astype(np.float32); prob[0, :5] = .9
+    px = png(plot_pr({'pixel': pr_curve(prob_hist(prob, T))}, .5))
+    assert ((px[..., 0] > 200) & (px[..., 1] < 80) & (px[..., 2] < 80)).sum() > 20   # the red threshold marker
+    px = png(plot_chip_hist(pd.DataFrame([chip_row(T, T), chip_row(np.roll(T, 3, 0), T)])))
+    assert ((px[..., 2] > 150) & (px[..., 0] < 80)).sum() > 200                       # blue bars
+
+# ---------- end to end: report + Chromium screenshot ----------
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp('ev')
+    labels = _demo_split(root)
+    ev = evaluate_chips(_demo_predict, root/'chips', root/'masks', 'test', 0.5)
+    met = summarize(ev, labels, n_boot=50, data='hand-made demo chips (not imagery)')
+    rep = write_report(ev, met, labels, root/'report', comparison=comparison_table({'unet4': met}))
+    return root, ev, met, rep
+
+def test_report_files(demo):
+    root, ev, met, rep = demo
+    js = json.loads(rep['metrics'].read_text())                           # valid JSON, NaN written as null
+    assert js['n_chips'] == 4 and js['facility']['iou']['tp'] == 2 and js['data'].startswith('hand-made')
+    assert js['pixel']['micro']['fn'] == 2*3*32 and js['hard_negatives'][0]['class'] == 'warehouse'
+    assert gpd.read_file(rep['detections']).crs.to_epsg() == 4326
+    assert not list((root/'report').glob('.*tmp*'))                       # no temp files left
+    doc = rep['html'].read_text()
+    assert doc.count('data:image/png;base64,') == 6 and '<script' not in doc and 'src="http' not in doc and "src='http" not in doc
+
+CHROME = '/usr/bin/chromium'
+@pytest.mark.skipif(not Path(CHROME).exists(), reason='headless Chromium not installed')
+def test_report_renders_in_chromium(demo, tmp_path):
+    root, ev, met, rep = demo
+    shot = tmp_path/'shot.png'
+    subprocess.run([CHROME, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+                    '--disable-component-update', '--disable-sync', f'--user-data-dir={tmp_path/"prof"}', f'--screenshot={shot}',
+                    '--window-size=1200,3000', rep['html'].as_uri()], check=True, capture_output=True, timeout=120)
+    px = np.asarray(Image.open(shot).convert('RGB')).astype(int)
+    assert px.shape == (3000, 1200, 3)
+    warn = (np.abs(px - [0xff, 0xf4, 0xd6]).sum(-1) <= 6).sum()           # the 'measured on' box
+    head = (np.abs(px - [0xe8, 0xee, 0xf7]).sum(-1) <= 6).sum()           # table headers
+    green = ((px[..., 1] > 180) & (px[..., 0] < 150) & (px[..., 2] < 150)).sum()   # TP overlay in the embedded panels
+    assert warn > 5000 and head > 2000 and green > 2000, (warn, head, green)
+
+def test_comparison_says_not_run(demo):
+    ct = comparison_table({'unet4': demo[2]})
+    assert ct.status.tolist() == ['measured', 'not run', 'not run', 'not run', 'not run', 'needs weights']
+    assert ct.dice.iloc[1:].isna().all() and ct.dice.iloc[0] == pytest.approx(demo[2]['pixel']['micro']['dice'])
+
+# ---------- the CLI ----------
+BIN = Path(sys.executable).parent/'dcd_evaluate'
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    torch = pytest.importorskip('torch'); unet = pytest.importorskip('datacenter_detector.unet')
+    torch.manual_seed(0)
+    m = unet.UNet(4, base=8, depth=2)
+    d = tmp_path_factory.mktemp('model')
+    unet.save_model(m, unet.make_card(m, dict(mean=[100.]*4, std=[50.]*4), name='unet4', threshold=0.5), d)
+    return d
+
+def test_cli_end_to_end(tmp_path, tiny_model):
+    _demo_split(tmp_path)
+    out = tmp_path/'reports'
+    r = subprocess.run([str(BIN), '--checkpoint', str(tiny_model), '--chips-dir', str(tmp_path/'chips'), '--masks-dir', str(tmp_path/'masks'),
+                        '--labels', str(tmp_path/'labels.geojson'), '--output-dir', str(out), '--n-boot', '20', '--data', 'demo chips'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert '| Dice Score |' in r.stdout and 'measured on: demo chips' in r.stdout
+    js = json.loads((out/'metrics.json').read_text())
+    assert js['n_chips'] == 4 and js['model']['name'] == 'unet4' and js['data'] == 'demo chips'
+    assert 0 <= js['pixel']['micro']['dice'] <= 1 and (out/'report.html').stat().st_size > 20_000
+    assert len(list(out.glob('*.png'))) == 6
+
+def test_cli_bad_chips_dir(tmp_path, tiny_model):
+    r = subprocess.run([str(BIN), '--checkpoint', str(tiny_model), '--chips-dir', str(tmp_path/'nope'), '--masks-dir', str(tmp_path),
+                        '--output-dir', str(tmp_path/'rep')], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and 'index.geojson' in r.stderr and 'dcd_chips' in r.stderr
+    assert not (tmp_path/'rep'/'metrics.json').exists()
