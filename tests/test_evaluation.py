@@ -199,5 +199,6 @@ def test_cli_end_to_end(tmp_path, tiny_model):
 def test_cli_bad_chips_dir(tmp_path, tiny_model):
     r = subprocess.run([str(BIN), '--checkpoint', str(tiny_model), '--chips-dir', str(tmp_path/'nope'), '--masks-dir', str(tmp_path),
                         '--output-dir', str(tmp_path/'rep')], capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0 and 'index.geojson' in r.stderr and 'dcd_chips' in r.stderr
+    assert r.returncode != 0 and 'dcd_evaluate: error:' in r.stderr and 'index.geojson' in r.stderr and 'dcd_chips' in r.stderr
+    assert 'Traceback' not in r.stderr
     assert not (tmp_path/'rep'/'metrics.json').exists()
