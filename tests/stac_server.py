@@ -109,8 +109,8 @@ class StacServer:
         self._file(h, m[1], head)
 
     def _file(self, h, name, head):
-        data = self.files[name].read_bytes()
-        size, rng = len(data), h.headers.get('Range')
+        path = self.files[name]
+        size, rng = path.stat().st_size, h.headers.get('Range')
         a, b, code = 0, size-1, 200
         if rng:
             m = re.fullmatch(r'bytes=(\d*)-(\d*)', rng.strip())
@@ -119,7 +119,7 @@ class StacServer:
             b = min(int(m[2]), size-1) if m[1] and m[2] else size-1
             if a >= size: return self._send_json(h, dict(error='range not satisfiable'), 416, head)
             code = 206
-        body = data[a:b+1]
+        with open(path, 'rb') as f: f.seek(a); body = f.read(b+1-a)   # only the bytes asked for
         h.send_response(code)
         h.send_header('Content-Type', 'image/tiff'); h.send_header('Accept-Ranges', 'bytes')
         h.send_header('Content-Length', str(len(body)))
