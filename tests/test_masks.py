@@ -70,6 +70,7 @@ def test_spacenet_chips_aligned(tmp_path, buildings):
         with rasterio.open(chips/f'sn{i}.tif') as c, rasterio.open(tmp_path/f'masks/sn{i}.tif') as m:
             assert (m.crs, m.transform, m.width, m.height, m.count, m.dtypes[0]) == (c.crs, c.transform, c.width, c.height, 1, 'uint8')
             assert m.tags()['buffer_m'] == '0' and 'version' in m.tags()
+            assert m.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG' and m.nodata is None
             assert (m.read(1) == full[r0:r0+250, c0:c0+200]).all()  # identical to the full image's mask: no seams
     assert rep['positive_px'].sum() == sum(int((full[r:r+250, c:c+200] == 1).sum()) for r, c in [(0, 0), (300, 300), (600, 100)])
 
