@@ -257,3 +257,12 @@ def test_cli_errors(tmp_path):
     r = cli('--lat', -33.9, '--lon', 151.2, '--size', 256, '--output', tmp_path/'x.tif')   # Sydney
     assert r.returncode != 0 and 'continental United States' in r.stderr
     assert not list(tmp_path.iterdir())
+
+def test_cli_synthetic(tmp_path):
+    pytest.importorskip('datacenter_detector.synth')
+    r = cli('--source', 'synthetic', '--lat', 39.0438, '--lon', -77.4874, '--size', 96, '--bands', 'red,green,blue',
+            '--seed', 2, '--output', tmp_path/'s.tif')
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(tmp_path/'s.tif') as o:
+        assert (o.count, o.width, o.crs.to_epsg(), o.descriptions) == (3, 96, 32618, RGB) and o.tags()['source'] == 'synthetic'
+        assert o.read().std() > 3
