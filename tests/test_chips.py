@@ -124,3 +124,21 @@ def test_cli(tmp_path):
     r = subprocess.run([str(BIN/'dcd_chips'), '--labels', str(tmp_path/'missing.geojson'), '--output-dir', str(tmp_path/'c2')],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and 'missing.geojson' in r.stderr and 'Traceback' not in r.stderr
+
+def test_network_down_stops_early_and_resume(tmp_path):
+    "A STAC API that is down: each chip's search fails after retries; the run stops after max_fail in a row."
+    sys.path.insert(0, str(Path(__file__).parent))
+    from stac_server import StacServer
+    with StacServer() as s: url = s.url            # nothing listens there any more
+    lab = nd_labels()
+    with pytest.raises(DownloadError, match='3 chips in a row failed on the network.*resume'):
+        make_chips(lab, 'stac', tmp_path, chip_size=32, res=4.0, n_jitter=1, max_fail=3, url=url, collection='naip',
+                   retries=0, backoff=0)
+    assert not (tmp_path/'index.geojson').exists()
+    # resume: chips made by a first (local) run are reused, not fetched again, and the index is identical
+    a = make_chips(lab, 'local', tmp_path/'r', chip_size=32, res=4.0, n_jitter=1, inputs=[ND])
+    (tmp_path/'r'/'index.geojson').unlink()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path/'r').glob('*.tif')}
+    b = make_chips(lab, 'local', tmp_path/'r', chip_size=32, res=4.0, n_jitter=1, resume=True, inputs=[ND])
+    assert list(a.chip_id) == list(b.chip_id) and a.geometry.equals(b.geometry)
+    assert mtimes == {p.name: p.stat().st_mtime_ns for p in (tmp_path/'r').glob('*.tif')}   # nothing rewritten
