@@ -143,3 +143,37 @@ def test_dcd_download_synthetic(tmp_path):
     assert np.array_equal(arr, render_scene(g, seed=5).img)  # the CLI wrote exactly the rendered scene
     names = {f['properties']['name'] for f in json.loads(tags['synth_labels'])['features']}
     assert 'vantage_0' in names
+
+def test_other_label_file(tmp_path):
+    "A user's label file (another CRS, another class spelling) is drawn at its place; the packaged labels are not."
+    from shapely.geometry import box as sbox
+    g = Grid.around(-98.5, 38.5, 512)      # nowhere near a packaged label
+    l, b, r, t = g.bounds
+    poly = sbox(l + 60, b + 60, l + 200, b + 150)
+    f = tmp_path/'mine.geojson'
+    gpd.GeoDataFrame(dict(fid=[7], name=['mine'], **{'class': ['Datacemter']}), geometry=[poly], crs=g.crs).to_file(f, driver='GeoJSON')
+    sc = render_scene(g, labels=str(f), seed=0, nodata_edge=0)
+    assert list(sc.labels.fid) == [7] and list(sc.labels['class']) == ['datacenter'] and sc.labels.label.all()
+    m = rasterio.features.rasterize([(poly, 1)], out_shape=g.shape, transform=g.transform, dtype='uint8').astype(bool)
+    assert ((sc.mask() == 1) == m).mean() > 0.999
+    assert len(render_scene(g, seed=0).labels) == 0
+    with pytest.raises(FileNotFoundError, match='does not exist'): render_scene(g, labels=str(tmp_path/'nope.geojson'))
+
+def test_dcd_chips_synthetic(tmp_path):
+    "dcd_chips --source synthetic makes chips of the real sites; each chip is exactly the synthetic scene of its grid."
+    if importlib.util.find_spec('datacenter_detector.chips') is None:
+        pytest.skip('datacenter_detector.chips is not present: the dcd_chips CLI cannot be tested')
+    tiny = tmp_path/'tiny.geojson'
+    raw = gpd.read_file(LABELS); raw[raw.fid.isin([1, 58])].to_file(tiny, driver='GeoJSON')
+    out = tmp_path/'chips'
+    p = subprocess.run([_cli('dcd_chips'), '--labels', str(tiny), '--source', 'synthetic', '--output-dir', str(out),
+                        '--chip-size', '128', '--n-jitter', '1', '--no-progress'], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    idx = gpd.read_file(out/'index.geojson')
+    assert {'positive', 'hard_negative'} <= set(idx.kind)
+    for r in idx[idx.kind == 'positive'].itertuples():
+        with rasterio.open(out/r.path) as ds:
+            arr, g = ds.read(), Grid(ds.crs, ds.transform, ds.width, ds.height)
+        sc = render_scene(g, labels=str(tiny), seed=0)
+        assert np.array_equal(arr, sc.img), r.chip_id
+        assert (sc.mask() == 1).any(), r.chip_id      # a positive chip shows data-center roof
