@@ -2,7 +2,7 @@
 real pystac-client and GDAL's /vsicurl/ read through; real fixtures; bad input; the CLI."""
 import os, subprocess, sys
 from pathlib import Path
-import numpy as np, pytest, rasterio
+import numpy as np, pytest, rasterio, rasterio.warp
 from pyproj import Transformer
 from rasterio.transform import from_origin
 from datacenter_detector.core import Grid, BAND_NAMES, RGB, write_raster, repo_dir
@@ -266,3 +266,19 @@ def test_cli_synthetic(tmp_path):
     with rasterio.open(tmp_path/'s.tif') as o:
         assert (o.count, o.width, o.crs.to_epsg(), o.descriptions) == (3, 96, 32618, RGB) and o.tags()['source'] == 'synthetic'
         assert o.read().std() > 3
+
+def test_cli_bbox(tmp_path):
+    "--bbox west,south,east,north: the output covers the box, in the UTM zone of its centre."
+    with rasterio.open(ND[1]) as src: lon, lat = src.lnglat()
+    bb = (lon - 0.004, lat - 0.003, lon + 0.004, lat + 0.003)
+    r = cli('--source', 'local', '--inputs', ND[1], '--bbox', *bb, '--res', 5, '--output', tmp_path/'b.tif')
+    assert r.returncode == 0, r.stderr
+    r2 = cli('--source', 'local', '--inputs', ND[1], f"--bbox={','.join(map(str, bb))}", '--res', 5, '--output', tmp_path/'b2.tif')
+    assert r2.returncode == 0, r2.stderr
+    with rasterio.open(tmp_path/'b.tif') as o, rasterio.open(tmp_path/'b2.tif') as o2: assert (o.read() == o2.read()).all()
+    with rasterio.open(tmp_path/'b.tif') as o:
+        w, s, e, n = rasterio.warp.transform_bounds(o.crs, 4326, *o.bounds)
+        assert o.crs.to_epsg() == 32614 and w <= bb[0] and s <= bb[1] and e >= bb[2] and n >= bb[3]
+        assert e - w < bb[2] - bb[0] + 0.0002 and (o.read() > 0).all()   # covers it, no more than a pixel over
+    r = cli('--bbox', '1', '2', '3', '--output', tmp_path/'x.tif')
+    assert r.returncode != 0 and '4 numbers' in r.stderr
