@@ -146,6 +146,8 @@ def test_report_files(demo):
     js = json.loads(rep['metrics'].read_text())                           # valid JSON, NaN written as null
     assert js['n_chips'] == 4 and js['facility']['iou']['tp'] == 2 and js['data'].startswith('hand-made')
     assert js['pixel']['micro']['fn'] == 2*3*32 and js['hard_negatives'][0]['class'] == 'warehouse'
+    assert js['pixel']['empty_chips']['chips'] == 2 and js['pixel']['empty_chips']['with_fp'] == 2   # the warehouse roofs
+    assert js['fp_density_synthetic_background']['detections'] == 2
     assert gpd.read_file(rep['detections']).crs.to_epsg() == 4326
     assert not list((root/'report').glob('.*tmp*'))                       # no temp files left
     doc = rep['html'].read_text()
