@@ -1,7 +1,8 @@
 """Benchmark: render time of a 2048 x 2048 synthetic scene on one core, against the 2 s target.
 
-Side by side in the same run, as a yardstick of how loaded this shared machine is: the time of one 2048 x 2048
-float32 multiply (a scene costs roughly N of those; the ratio stays comparable across runs and machines).
+"On one core" is measured as the process CPU time of the render (torch/numpy/BLAS threads = 1), which does not count
+the time this shared machine gives to other processes; the wall-clock time is reported beside it. Side by side in the
+same run, as a yardstick of how loaded the machine is: the wall time of one 2048 x 2048 float32 multiply.
 Writes bench/results/synth.json and prints one summary line.
 
     python bench/bench_synth.py [--repeats 5]
@@ -24,23 +25,27 @@ def main(repeats:int=5):
     grids = [Grid.around(c.x, c.y, 2048) for c in sites] + [Grid.around(-97.5, 39.0, 2048)]  # and a context-only place
     render_scene(Grid.around(sites[0].x, sites[0].y, 256))  # warm-up: label file cache, imports
     a = np.ones((2048, 2048), np.float32)
-    times, refs = [], []
+    cpu, wall, refs = [], [], []
     for r in range(repeats):
         for i, g in enumerate(grids):
             t = time.perf_counter(); a*1.0001; refs.append(time.perf_counter() - t)
-            t = time.perf_counter(); sc = render_scene(g, seed=r, extra_sites='auto'); times.append(time.perf_counter() - t)
+            t, p = time.perf_counter(), time.process_time()
+            sc = render_scene(g, seed=r, extra_sites='auto')
+            cpu.append(time.process_time() - p); wall.append(time.perf_counter() - t)
             assert sc.img.shape == (4, 2048, 2048)
-    med, ref = statistics.median(times), statistics.median(refs)
-    res = dict(benchmark='synth', what='render_scene 2048x2048 (4 bands, 0.6 m), one thread', target_s=TARGET_S,
-               median_s=round(med, 3), min_s=round(min(times), 3), max_s=round(max(times), 3), n=len(times),
-               ratio_to_target=round(med/TARGET_S, 3), reference_multiply_ms=round(ref*1000, 2),
-               scene_in_multiplies=round(med/ref, 1), meets_target=bool(med < TARGET_S),
+    med, medw, ref = statistics.median(cpu), statistics.median(wall), statistics.median(refs)
+    res = dict(benchmark='synth', what="render_scene 2048x2048 (4 bands, 0.6 m, extra_sites='auto'), one thread", target_s=TARGET_S,
+               median_cpu_s=round(med, 3), min_cpu_s=round(min(cpu), 3), max_cpu_s=round(max(cpu), 3),
+               median_wall_s=round(medw, 3), max_wall_s=round(max(wall), 3), n=len(cpu),
+               ratio_to_target=round(med/TARGET_S, 3), wall_ratio_to_target=round(medw/TARGET_S, 3),
+               reference_multiply_wall_ms=round(ref*1000, 2), wall_in_multiplies=round(medw/ref, 1),
+               meets_target=bool(med < TARGET_S), meets_target_wall=bool(medw < TARGET_S),
                machine=dict(python=platform.python_version(), cpu=platform.processor() or platform.machine(), cores_used=1),
                provenance=provenance())
     out = Path(__file__).parent/'results'/'synth.json'
     out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1))
-    print(f"synth: 2048x2048 scene median {med:.2f} s on one thread (min {min(times):.2f}, max {max(times):.2f}, n={len(times)}) "
-          f"vs target {TARGET_S:.0f} s -> {med/TARGET_S:.2f}x target; = {med/ref:.0f} reference multiplies of {ref*1000:.1f} ms")
+    print(f"synth: 2048x2048 scene {med:.2f} s CPU on one core (median of {len(cpu)}; max {max(cpu):.2f}) vs target {TARGET_S:.0f} s "
+          f"-> {med/TARGET_S:.2f}x target; wall {medw:.2f} s on this shared machine (= {medw/ref:.0f} x a {ref*1000:.1f} ms reference multiply)")
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0]); p.add_argument('--repeats', type=int, default=5)
