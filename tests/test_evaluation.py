@@ -204,3 +204,17 @@ def test_cli_bad_chips_dir(tmp_path, tiny_model):
     assert r.returncode != 0 and 'dcd_evaluate: error:' in r.stderr and 'index.geojson' in r.stderr and 'dcd_chips' in r.stderr
     assert 'Traceback' not in r.stderr
     assert not (tmp_path/'rep'/'metrics.json').exists()
+
+def test_map_and_gallery_render():
+    labs = pd.concat([utm_gdf([sq(X0, Y0, 80)], label=[True], site_id=[0]), utm_gdf([sq(X0+200, Y0, 80)], label=[False], site_id=[0]),
+                      utm_gdf([sq(X0+90000, Y0, 80)], label=[True], site_id=[1])])
+    px = png(plot_map(utm_gdf([sq(X0+10, Y0+10, 80), sq(X0+90000, Y0, 60)], site_id=[0, 1]), labs))
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    assert ((r > 200) & (g < 60) & (b < 60)).sum() > 100                  # red prediction outlines
+    assert ((g - np.maximum(r, b)) > 40).sum() > 500                      # green labelled data centers
+    assert ((r > 230) & (g > 160) & (g < 220) & (b < 160) & (r - b > 90)).sum() > 200   # orange hard negative (alpha 0.5 on white)
+    assert px.shape[1] > 800                                              # two site panels side by side
+    img = np.zeros((3, 32, 32), np.uint8); img[:] = 120
+    t = np.zeros((32, 32), np.uint8); t[4:20, 4:20] = 1
+    px = png(plot_gallery([dict(img=img, truth=t, pred=np.zeros_like(t, bool), title='miss')], 'worst misses'))
+    assert ((px[..., 2] - px[..., 0]) > 80).sum() > 300                   # the missed facility drawn blue
