@@ -305,3 +305,12 @@ def test_cli_batch(tmp_path, chips, ckpt):
     assert r2.returncode == 0, r2.stderr
     a, b = gpd.read_file(tmp_path/'b.geojson'), gpd.read_file(tmp_path/'c.geojson')
     assert len(a) == len(b) and json.loads((tmp_path/'b.geojson').read_text())['provenance']['inputs'] == '4'
+
+def test_gpkg_parquet_provenance(tmp_path, scene, mc):
+    import pyogrio, pyarrow.parquet as pq
+    g = detect(scene, *mc, output_gpkg=tmp_path/'d.gpkg', output_parquet=tmp_path/'d.parquet', edge=5, tile_size=128)
+    assert pyogrio.read_info(tmp_path/'d.gpkg')['layer_metadata']['model'] == 'bright-roof-demo'
+    assert json.loads(pq.read_schema(tmp_path/'d.parquet').metadata[b'provenance'])['source'] == 'scene.tif'
+    back = gpd.read_parquet(tmp_path/'d.parquet')
+    assert back.crs.to_epsg() == 4326 and len(back) == len(g) == 3
+    np.testing.assert_allclose(gpd.read_file(tmp_path/'d.gpkg').area_m2, g.area_m2)
