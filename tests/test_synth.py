@@ -161,6 +161,12 @@ def test_other_label_file(tmp_path):
     assert ((sc.mask() == 1) == m).mean() > 0.999
     assert len(render_scene(g, seed=0).labels) == 0
     with pytest.raises(FileNotFoundError, match='does not exist'): render_scene(g, labels=str(tmp_path/'nope.geojson'))
+    out = tmp_path/'mine.tif'   # the same through the CLI's --labels
+    lon, lat = (-98.5, 38.5)
+    p = subprocess.run([_cli('dcd_download'), '--source', 'synthetic', '--lat', str(lat), '--lon', str(lon), '--size', '512',
+                        '--labels', str(f), '--output', str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    with rasterio.open(out) as ds: assert np.array_equal(ds.read(), render_scene(g, labels=str(f), seed=0).img)
 
 def test_dcd_chips_synthetic(tmp_path):
     "dcd_chips --source synthetic makes chips of the real sites; each chip is exactly the synthetic scene of its grid."
