@@ -189,7 +189,7 @@ def test_cli_end_to_end(tmp_path, tiny_model):
     _demo_split(tmp_path)
     out = tmp_path/'reports'
     r = subprocess.run([str(BIN), '--checkpoint', str(tiny_model), '--chips-dir', str(tmp_path/'chips'), '--masks-dir', str(tmp_path/'masks'),
-                        '--labels', str(tmp_path/'labels.geojson'), '--output-dir', str(out), '--n-boot', '20', '--data', 'demo chips'],
+                        '--labels', str(tmp_path/'labels.geojson'), '--output-dir', str(out), '--n-boot', '20', '--data', 'demo chips', '--real', 'napa'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert '| Dice Score |' in r.stdout and 'measured on: demo chips' in r.stdout
@@ -197,6 +197,9 @@ def test_cli_end_to_end(tmp_path, tiny_model):
     assert js['n_chips'] == 4 and js['model']['name'] == 'unet4' and js['data'] == 'demo chips'
     assert 0 <= js['pixel']['micro']['dice'] <= 1 and (out/'report.html').stat().st_size > 20_000
     assert len(list(out.glob('*.png'))) == 6
+    napa, = js['fp_density_real']                                          # the real scene, measured with the 4-band model
+    assert napa['name'] == 'napa' and napa['model'] == 'unet4' and napa['data'].startswith('real:') and napa['area_km2'] > 0.02
+    assert 'Real imagery with no data center' in (out/'report.html').read_text()
 
 def test_cli_bad_chips_dir(tmp_path, tiny_model):
     r = subprocess.run([str(BIN), '--checkpoint', str(tiny_model), '--chips-dir', str(tmp_path/'nope'), '--masks-dir', str(tmp_path),
