@@ -181,10 +181,14 @@ def test_streaming_equals_whole(tmp_path, mc):
     ref = np.round(acc/ws*255)
     got = read1(tmp_path/'p.tif').astype(float)
     assert np.abs(got - ref).max() <= 1
+    st = predict_raster(s, model, card, prob_path=tmp_path/'p2.tif', tile_size=T, overlap=O, batch_size=5, panel=128)
+    assert st['panels'] >= 2 and np.abs(read1(tmp_path/'p2.tif') - ref).max() <= 1  # column panels: the same blend
     # and polygons do not depend on the strip layout
     g1 = detect(s, model, card, edge=0, tile_size=64, overlap=16)
     g2 = detect(s, model, card, edge=0, tile_size=300, overlap=0)
-    assert len(g1) == len(g2) == 2
+    g3 = detect(s, model, card, edge=0, tile_size=64, overlap=16, panel=128)
+    assert len(g1) == len(g2) == len(g3) == 2
+    np.testing.assert_allclose(g1.area_m2, g3.area_m2, rtol=1e-6)
     np.testing.assert_allclose(g1.area_m2, g2.area_m2, rtol=0.02)
 
 def test_vrt_input(tmp_path, mc):
