@@ -318,3 +318,11 @@ def test_gpkg_parquet_provenance(tmp_path, scene, mc):
     back = gpd.read_parquet(tmp_path/'d.parquet')
     assert back.crs.to_epsg() == 4326 and len(back) == len(g) == 3
     np.testing.assert_allclose(gpd.read_file(tmp_path/'d.gpkg').area_m2, g.area_m2)
+
+def test_dask_existing_scheduler(tmp_path, chips, mc):
+    distributed = pytest.importorskip('distributed')
+    kw = dict(model=mc[0], card=mc[1], edge=0, tile_size=128, progress=False, threads=1, merge_distance=5)
+    one = batch_detect(chips, tmp_path/'one/all.geojson', **kw)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None) as cl:
+        two = batch_detect(chips, tmp_path/'two/all.geojson', scheduler=cl.scheduler_address, **kw)
+    pd.testing.assert_frame_equal(pd.DataFrame(one.drop(columns='geometry')), pd.DataFrame(two.drop(columns='geometry')))
