@@ -143,3 +143,18 @@ def test_cli_rgb_and_bad_dir(toy, tmp_path):
     r = _cli('--chips-dir', tmp_path/'nope', '--masks-dir', masks, '--output-dir', tmp_path/'x', cwd=tmp_path)
     assert r.returncode != 0 and 'No chip index at' in r.stderr and 'dcd_chips' in r.stderr
     assert not (tmp_path/'x'/'model.json').exists()
+
+def test_shipped_models_load():
+    "The shipped models load with one call, fit the size budget, and say what they were trained on."
+    from datacenter_detector.core import MODELS, BAND_NAMES, RGB
+    m0, c0 = load_model(device='cpu')
+    assert c0['name'] == 'unet4'
+    for name, bands in (('unet4', BAND_NAMES), ('unet_rgb', RGB)):
+        d = MODELS/name
+        assert (d/'model.safetensors').stat().st_size <= 16e6
+        m, c = load_model(d, 'cpu')
+        assert c['bands'] == list(bands) and c['arch']['in_ch'] == len(bands) and 0 < c['threshold'] < 1
+        assert c['training_data']['sources'] == ['synthetic'] and {'val', 'test'} <= set(c['metrics'])
+        x = torch.randint(1, 256, (2, len(bands), 64, 64), dtype=torch.uint8)
+        with torch.no_grad(): p = torch.sigmoid(m(normalize(x, c)))
+        assert p.shape == (2, 1, 64, 64) and torch.isfinite(p).all()
