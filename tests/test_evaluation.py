@@ -221,3 +221,11 @@ def test_map_and_gallery_render():
     t = np.zeros((32, 32), np.uint8); t[4:20, 4:20] = 1
     px = png(plot_gallery([dict(img=img, truth=t, pred=np.zeros_like(t, bool), title='miss')], 'worst misses'))
     assert ((px[..., 2] - px[..., 0]) > 80).sum() > 300                   # the missed facility drawn blue
+
+def test_notebook_parameters_parse():
+    "papermill (and the pipeline) must see every parameter of the notebook's parameters cell."
+    pm = pytest.importorskip('papermill')
+    nb = Path(__file__).parents[1]/'nbs'/'07_evaluation.ipynb'
+    ps = pm.inspect_notebook(str(nb))
+    assert {'split', 'checkpoint', 'checkpoint_rgb', 'chips_dir', 'masks_dir', 'labels', 'data', 'real', 'output_dir', 'n_boot', 'seed'} <= set(ps)
+    assert ps['real']['default'] == "'napa'" and ps['chips_dir']['default'] == "''"
