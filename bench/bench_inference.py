@@ -207,7 +207,7 @@ def main():
     (HERE/'results').mkdir(parents=True, exist_ok=True)
     res = json.loads(RES.read_text()) if RES.exists() else {}
     res.update(machine=dict(cpus=os.cpu_count(), load_avg_at_start=os.getloadavg(), bf16=str(autocast_dtype(torch.device('cpu')))))
-    run = dict(throughput=lambda: ('throughput', throughput(work, a.tp_size, a.tp_base)),
+    run = dict(throughput=lambda: ('throughput' if a.tp_size == 2048 else f'throughput_{a.tp_size}', throughput(work, a.tp_size, a.tp_base)),
                seams=lambda: ('seams', seams(work, a.seam_size, 8)),
                rss=lambda: ('rss', rss(work, [int(s) for s in a.rss_sizes.split(',')], a.rss_base)),
                rss32=lambda: ('rss_base32_4096', rss(work, [4096], 32)))
