@@ -7,8 +7,10 @@ export MPLBACKEND := Agg
 
 .PHONY: demo test install dev browser sync nbtest pytest readme bench clean
 
-demo: install  ## install into .venv, then run the main job on the built-in default
-	$(BIN)/python -c "import datacenter_detector.core as c; print('datacenter_detector', c.provenance()['version'], 'on', c.get_device())"
+demo: install  ## install into .venv, then run the main job offline: the demo pipeline profile into runs/demo
+	$(BIN)/dcd_pipeline --profile demo --out runs/demo
+	@echo "Outputs in runs/demo: detections 06_inference/detections.{geojson,csv}, masks 06_inference/{mask,prob}.tif,"
+	@echo "report 07_evaluation/report.html, executed notebooks notebooks/*.ipynb, manifest manifest.json"
 
 test: dev browser sync nbtest pytest  ## install dev extras, check sync, run notebook tests and pytest
 

@@ -64,3 +64,37 @@ def test_cli_reports_failure(tiny):
     assert r.returncode != 0 and 'Step 02_b (02_b.ipynb) failed' in r.stderr
     r = subprocess.run([Path(sys.executable).parent/'dcd_pipeline', '--profile', 'nope'], capture_output=True, text=True)
     assert r.returncode != 0 and 'built-in profiles' in r.stderr
+
+# --- the real notebooks ---------------------------------------------------------------------------------------
+import geopandas as gpd, papermill as pm, rasterio, yaml
+from datacenter_detector.core import repo_dir
+from datacenter_detector.pipeline import PROFILES, load_config
+
+@pytest.mark.parametrize('profile', sorted(p.stem for p in PROFILES.glob('*.yaml')))
+def test_profiles_name_real_parameters(profile):
+    "Every parameter a built-in profile sets is declared in the step notebook's parameters cell."
+    nbs = repo_dir()/'nbs'
+    for step, params in load_config(profile=profile)['steps'].items():
+        declared = set(pm.inspect_notebook(str(nbs/f'{step}.ipynb')))
+        assert 'out_dir' in declared, step
+        assert set(params) <= declared, (step, set(params) - declared)
+
+def test_smoke_pipeline_end_to_end(tmp_path):
+    "The smoke profile runs the real notebooks 01 -> 02 -> 06 -> 07 headless and hands artifacts through the run folder."
+    run = tmp_path/'smoke'
+    r = subprocess.run([Path(sys.executable).parent/'dcd_pipeline', '--profile', 'smoke', '--out', str(run)],
+                       capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    man = json.loads((run/'manifest.json').read_text())
+    assert [s['status'] for s in man['steps'].values()] == ['done']*4
+    with rasterio.open(run/'01_download'/'scene_00.tif') as s: assert (s.count, s.width, s.crs.to_epsg()) == (4, 768, 32613)
+    labels = gpd.read_file(run/'02_label'/'labels.geojson')
+    assert len(labels) == 190 and set(labels.split) == {'train', 'val', 'test'}
+    det = gpd.read_file(run/'06_inference'/'detections.geojson')
+    assert {'lat', 'lon', 'area_m2', 'score_mean', 'model'} <= set(det.columns) and det.crs.to_epsg() == 4326
+    with rasterio.open(run/'06_inference'/'mask.tif') as s: assert s.tags()['model'] == 'unet4'
+    assert json.loads((run/'07_evaluation'/'fp_density_real.json').read_text())['scenes']
+    assert all((run/'notebooks'/f'{k}.ipynb').exists() for k in man['steps'])
+    r = subprocess.run([Path(sys.executable).parent/'dcd_pipeline', '--profile', 'smoke', '--out', str(run)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.count('up to date') == 4   # a rerun does nothing
