@@ -69,6 +69,7 @@ def test_cli_reports_failure(tiny):
 import geopandas as gpd, papermill as pm, rasterio, yaml
 from datacenter_detector.core import repo_dir
 from datacenter_detector.pipeline import PROFILES, load_config
+from chromium import screenshot, count_colour
 
 @pytest.mark.parametrize('profile', sorted(p.stem for p in PROFILES.glob('*.yaml')))
 def test_profiles_name_real_parameters(profile):
@@ -80,7 +81,7 @@ def test_profiles_name_real_parameters(profile):
         assert set(params) <= declared, (step, set(params) - declared)
 
 def test_smoke_pipeline_end_to_end(tmp_path):
-    "The smoke profile runs the real notebooks 01 -> 02 -> 06 -> 07 headless and hands artifacts through the run folder."
+    "The smoke profile runs the real notebooks 01 -> 02 -> 06 -> 07 headless, hands artifacts through the run folder, and its report renders."
     run = tmp_path/'smoke'
     r = subprocess.run([Path(sys.executable).parent/'dcd_pipeline', '--profile', 'smoke', '--out', str(run)],
                        capture_output=True, text=True, timeout=1500)
@@ -94,6 +95,10 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     assert {'lat', 'lon', 'area_m2', 'score_mean', 'model'} <= set(det.columns) and det.crs.to_epsg() == 4326
     with rasterio.open(run/'06_inference'/'mask.tif') as s: assert s.tags()['model'] == 'unet4'
     assert json.loads((run/'07_evaluation'/'fp_density_real.json').read_text())['scenes']
+    met = json.loads((run/'07_evaluation'/'metrics.json').read_text())
+    assert 'NOT real NAIP' in met['data'] and met['split'] == 'test' and 0 <= met['pixel']['micro']['iou'] <= 1
+    px = screenshot((run/'07_evaluation'/'report.html').as_uri(), tmp_path/'report.png')   # the run's HTML report renders
+    assert count_colour(px, (0xff, 0xf4, 0xd6)) > 5000 and count_colour(px, (0xe8, 0xee, 0xf7)) > 2000  # 'measured on' box, table headers
     assert all((run/'notebooks'/f'{k}.ipynb').exists() for k in man['steps'])
     r = subprocess.run([Path(sys.executable).parent/'dcd_pipeline', '--profile', 'smoke', '--out', str(run)],
                        capture_output=True, text=True, timeout=600)
