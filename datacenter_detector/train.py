@@ -16,7 +16,7 @@ from fastai.callback.core import Callback
 import fastai.callback.schedule, fastai.callback.progress  # patch Learner with lr_find, fit_one_cycle, no_bar
 from .core import BAND_NAMES, RGB, RUNS_DIR, get_device, autocast_dtype, seed_everything, atomic_path, cli
 from .data import IGNORE, ChipDataModule, read_pair, read_index, make_toy_chips
-from .unet import UNet, make_card, save_model, load_model, normalize, n_params
+from .unet import UNet, build_model, make_card, save_model, load_model, normalize, n_params
 
 # %% auto #0
 __all__ = ['LOSSES', 'ONE_CYCLE', 'BCEDiceLoss', 'WeightedCELoss', 'FocalLoss', 'make_loss', 'metric_collection', 'scores',
@@ -107,7 +107,7 @@ class SegModule(L.LightningModule):
                  epochs:int|None=None): # epochs the schedule is planned for (default: the Trainer's max_epochs)
         super().__init__()
         self.save_hyperparameters()
-        self.model, self.loss_fn, self.oc = UNet(**card['arch']), make_loss(loss), {**ONE_CYCLE, **(one_cycle or {})}
+        self.model, self.loss_fn, self.oc = build_model(card['arch']), make_loss(loss), {**ONE_CYCLE, **(one_cycle or {})}
         if channels_last: self.model.to(memory_format=torch.channels_last)
         self.val_metrics, self.test_metrics = metric_collection('val_'), metric_collection('test_')
 
@@ -239,7 +239,8 @@ def train(chips_dir:Path|str, # chips folder (index.geojson + chips)
           half:bool=False, # store the exported weights as fp16
           aug:dict|None=None, # Augment keyword arguments
           trainer_kw:dict|None=None, # lightning.Trainer arguments to add or override (e.g. limit_train_batches)
-          init:Path|str|None=None # a model folder to start from (fine-tuning): its weights and band statistics
+          init:Path|str|None=None, # a model folder to start from (fine-tuning): its weights and band statistics
+          arch:dict|None=None # another architecture for `build_model` (e.g. dict(kind='smp', encoder='resnet18'), the peer); None: UNet(base, depth)
          )->dict:
     "Train a UNet on chips and masks; export model.safetensors + model.json; return the model card."
     seed_everything(seed); out = Path(output_dir); bands = tuple(bands)
@@ -249,7 +250,7 @@ def train(chips_dir:Path|str, # chips folder (index.geojson + chips)
         f"The model to start from ({init}) takes bands {init_card['bands']}, not {list(bands)}; pass --bands {','.join(init_card['bands'])}.")
     dm = ChipDataModule(chips_dir, masks_dir, bands=bands, bs=bs, num_workers=num_workers, aug=aug, seed=seed,
                         norm=None if init_card is None else dict(init_card['norm'], bands=list(bands), n_pixels=init_card['training_data'].get('train_pixels', 0))); dm.setup('fit')
-    net = UNet(len(bands), base, depth) if init_model is None else init_model.train()
+    net = init_model.train() if init_model is not None else build_model(dict(arch, in_ch=len(bands))) if arch else UNet(len(bands), base, depth)
     srcs = sorted(map(str, dm.index['source'].dropna().unique())) if 'source' in dm.index else []
     card = make_card(net, dm.norm, bands, name or ('unet4' if 'nir' in bands else 'unet_rgb'), tile_size=int(dm.train_ds[0][0].shape[-1]),
                      training_data=dict(chips_dir=str(chips_dir), sources=srcs, chips=dm.summary(), train_pixels=dm.norm['n_pixels']))
@@ -334,13 +335,15 @@ def dcd_train(chips_dir:str='data/chips', # folder with chips and index.geojson 
               num_workers:int=0, # DataLoader worker processes
               resume:str=None, # checkpoint to resume from, or 'last'
               half:bool=False, # store the exported weights as fp16
-              limit_train_batches:int=None): # train on at most this many batches per epoch (smoke runs)
+              limit_train_batches:int=None, # train on at most this many batches per epoch (smoke runs)
+              smp_encoder:str=None): # train segmentation_models_pytorch's Unet with this encoder (random init), the peer, instead of ours
     "Train the U-Net on chips and masks and export model.safetensors + model.json."
     logging.getLogger('lightning.pytorch').setLevel(logging.WARNING)
     kw = dict(limit_train_batches=limit_train_batches) if limit_train_batches else {}
     card = train(chips_dir, masks_dir, output_dir, bs=batch_size, epochs=epochs, lr=lr, base=base, depth=depth,
                  bands=tuple(b.strip() for b in bands.split(',')), loss=loss, name=name, patience=patience, seed=seed,
-                 device=device, amp=not no_amp, num_workers=num_workers, resume=resume, half=half, trainer_kw=kw)
+                 device=device, amp=not no_amp, num_workers=num_workers, resume=resume, half=half, trainer_kw=kw,
+                 arch=dict(kind='smp', encoder=smp_encoder) if smp_encoder else None)
     v = card['metrics']['val']
     print(f"wrote {output_dir}/model.safetensors + model.json: {card['name']} {card['arch']}, threshold {card['threshold']:.2f}, "
           f"val F1 {v['f1']:.3f} IoU {v['iou']:.3f}" + (f", test IoU {card['metrics']['test']['iou']:.3f}" if 'test' in card['metrics'] else ''))

@@ -12,8 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from .core import BAND_NAMES, RGB, MODELS, atomic_path, get_device
 
 # %% auto #0
-__all__ = ['CARD_KEYS', 'conv_block', 'UNet', 'n_params', 'count_flops', 'make_card', 'save_model', 'load_ckpt', 'load_model',
-           'normalize']
+__all__ = ['CARD_KEYS', 'conv_block', 'UNet', 'n_params', 'count_flops', 'SmpUNet', 'build_model', 'make_card', 'save_model',
+           'load_ckpt', 'load_model', 'normalize']
 
 # %% ../nbs/05b_unet.ipynb #83e53adb
 def conv_block(ci:int, co:int)->nn.Sequential:
@@ -60,6 +60,32 @@ def count_flops(model:nn.Module, # the network
     p = next(model.parameters())
     with torch.no_grad(), FlopCounterMode(display=False) as fc: model.eval()(torch.zeros(1, in_ch, size, size, device=p.device))
     return fc.get_total_flops()
+
+# %% ../nbs/05b_unet.ipynb #e4ee05cb
+class SmpUNet(nn.Module):
+    "`segmentation_models_pytorch.Unet` (random init), with `UNet`'s interface: the peer model."
+    def __init__(self, in_ch:int=4, # input bands
+                 encoder:str='resnet18', # smp encoder name
+                 kind:str='smp'): # (the card's arch tag)
+        super().__init__()
+        try: import segmentation_models_pytorch as smp
+        except ImportError as e: raise ImportError("The smp peer needs segmentation_models_pytorch: pip install segmentation-models-pytorch "
+                                                   "(or datacenter_detector[dev]).") from e
+        self.arch = dict(kind='smp', in_ch=in_ch, encoder=encoder)
+        self.net = smp.Unet(encoder, encoder_weights=None, in_channels=in_ch, classes=1)
+
+    def forward(self, x):
+        if x.shape[1] != self.arch['in_ch'] or x.shape[-1] % 32 or x.shape[-2] % 32: raise ValueError(
+            f"SmpUNet{self.arch} got an input of shape {tuple(x.shape)}: it needs (N, {self.arch['in_ch']}, H, W) with H and W multiples of 32.")
+        return self.net(x)
+
+def build_model(arch:dict # a card's `arch`: UNet's {in_ch, base, depth}, or {kind: 'smp', in_ch, encoder}
+               )->nn.Module:
+    "The network a card's `arch` describes (random weights)."
+    a = dict(arch); kind = a.pop('kind', 'unet')
+    if kind == 'smp': return SmpUNet(**a)
+    if kind != 'unet': raise ValueError(f"Unknown architecture kind {kind!r} in {arch}: expected 'unet' or 'smp'.")
+    return UNet(**a)
 
 # %% ../nbs/05b_unet.ipynb #9ad52b98
 CARD_KEYS = ('name', 'version', 'arch', 'bands', 'norm', 'threshold', 'tile_size', 'metrics', 'training_data')
@@ -123,8 +149,8 @@ def _read_card(js:Path)->dict:
     if missing: raise ValueError(f"The model card {js} lacks the key(s) {missing}; expected {list(CARD_KEYS)}. Re-export the model with save_model.")
     return card
 
-def _build(card:dict, sd:dict, src)->UNet:
-    model = UNet(**card['arch'])
+def _build(card:dict, sd:dict, src)->nn.Module:
+    model = build_model(card['arch'])
     try: model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
     except RuntimeError as e: raise ValueError(
         f"The weights in {src} do not fit the architecture {card['arch']} in its card: {str(e)[:300]}. "
