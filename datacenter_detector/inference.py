@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_inference.ipynb #2be06d13
 from __future__ import annotations
-import os, sys, json, glob, copy, hashlib, queue, threading, tempfile, warnings, contextlib, time
+import os, sys, json, inspect, math, glob, copy, hashlib, queue, threading, tempfile, warnings, contextlib, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, rasterio
 from rasterio.enums import MaskFlags
@@ -23,8 +23,9 @@ from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS
 # %% auto #0
 __all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'check_card', 'load_detector', 'band_indexes', 'tile_starts',
            'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching', 'fold_batchnorm',
-           'predict_raster', 'demo_scene', 'work_crs', 'merge_close', 'detections', 'to_geojson', 'centroids', 'detect',
-           'find_inputs', 'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
+           'predict_raster', 'demo_scene', 'work_crs', 'merge_close', 'detections', 'to_geojson', 'centroids',
+           'detect_block', 'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect',
+           'dcd_batch_detect']
 
 # %% ../nbs/06_inference.ipynb #67ad2616
 class BrightRoofNet(nn.Module):
@@ -332,6 +333,7 @@ def predict_raster(path:str|Path, # GeoTIFF / COG / VRT
                    threads:int|None=None, # torch threads (None: torch's default)
                    offset:tuple[int,int]=(0, 0), # shift the tile grid by (rows, cols) px; (0,0): the standard grid
                    panel:int=4096, # process columns in panels about this wide, so memory does not grow with the width
+                   part:tuple[int,int]|None=None, # (i, n): only the i-th of n column blocks (consecutive panels), e.g. one Dask task each
                    progress:bool=False, # show a progress bar
                    crs=None # CRS to write (None: the image's)
                   )->dict:
@@ -345,6 +347,7 @@ def predict_raster(path:str|Path, # GeoTIFF / COG / VRT
         ys, xs = tile_starts(H, tile_size, tile_size - overlap, offset[0]), tile_starts(W, tile_size, tile_size - overlap, offset[1])
         prof = _tiled_profile(ds, crs)
     panels = _panels(W, xs, tile_size, max(panel, 2*tile_size))
+    if part is not None: panels = [panels[k] for k in np.array_split(np.arange(len(panels)), part[1])[part[0]]]
     stats = dict(height=H, width=W, tiles=len(ys)*len(xs), tiles_run=0, tiles_skipped=0, valid_pixels=0, positive_pixels=0, panels=len(panels))
     with contextlib.ExitStack() as es:
         # GDAL's block cache (default 5% of RAM) would otherwise fill with the blocks we stream past: bound it
@@ -596,6 +599,17 @@ def _check_image(path, card, pixel_coords):
 
 _KINDS = dict(output_geojson='geojson', output_centroids='centroids', output_csv='csv', output_gpkg='gpkg', output_parquet='parquet')
 
+def detect_block(image:str|Path, # GeoTIFF / COG / VRT
+                 model:nn.Module, card:dict,
+                 part:tuple[int,int]|None=None, # (i, n): column block i of n; None: the whole image
+                 min_area:float=100, # drop fragments under this many pixels (unless they touch a block side)
+                 **kw # more `predict_raster` arguments
+                )->tuple[gpd.GeoDataFrame,int]:
+    "Polygon pieces (pixel coordinates) and the valid-pixel count of one column block of an image: a unit of work."
+    pieces = Pieces(min_px=min_area)  # fragments under min_area px are dropped before merging, as the original did
+    st = predict_raster(image, model, card, on_block=pieces, part=part, **kw)
+    return pieces.frame(), st['valid_pixels']
+
 def detect(image:str|Path, # GeoTIFF / COG / VRT
            model:nn.Module, # maps (N,C,H,W) to (N,1,H,W) logits
            card:dict, # its model card
@@ -613,6 +627,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
            regularize:str|None=None, # None, 'simplify' or 'rectangle'
            pixel_coords:bool=False, # allow an image without CRS (pixel coordinates)
            progress:bool=False, # progress bar
+           blocks:list|None=None, # precomputed `detect_block` results of all the image's column blocks, in order (Dask tasks)
            **kw # more `predict_raster` arguments: tile_size, overlap, blend, tta, batch_size, device, threads, offset
           )->gpd.GeoDataFrame:
     "Detect data centers in one image and write the requested outputs atomically; return the detections."
@@ -628,11 +643,11 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
     with contextlib.ExitStack() as es:
         tmps = {k: es.enter_context(atomic_path(v)) for k, v in outs.items()}  # checks every folder before any work
         work = Path(es.enter_context(tempfile.TemporaryDirectory(prefix='dcd-detect-')))
-        pieces = Pieces(min_px=min_area)  # fragments under min_area px are dropped before merging, as the original did
-        st = predict_raster(image, model, card, work/'prob.tif' if output_prob else None, work/'mask.tif' if output_mask else None,
-                            on_block=pieces, progress=progress, crs=info['crs'], **kw)
-        if st['valid_pixels'] == 0: warnings.warn(f"{image} holds only nodata: no detections; writing empty outputs.")
-        gdf = detections(pieces.frame(), info['transform'] if info['crs'] else None, info['crs'], info['shape'], card,
+        if blocks and (output_prob or output_mask): raise ValueError("Precomputed blocks carry no rasters: detect the image whole for --output-prob/--output-mask.")
+        blocks = blocks or [detect_block(image, model, card, None, min_area, prob_path=work/'prob.tif' if output_prob else None,
+                                         mask_path=work/'mask.tif' if output_mask else None, progress=progress, crs=info['crs'], **kw)]
+        if sum(v for _, v in blocks) == 0: warnings.warn(f"{image} holds only nodata: no detections; writing empty outputs.")
+        gdf = detections(pd.concat([p for p, _ in blocks], ignore_index=True), info['transform'] if info['crs'] else None, info['crs'], info['shape'], card,
                          Path(image).name, edge, merge_distance, min_area, min_area_m2, regularize)
         for k, kind in _KINDS.items():
             if k in tmps: _write_vector(kind, gdf, tmps[k], tags)
@@ -688,13 +703,27 @@ def _get_model(spec):
     if key not in _MODELS: _MODELS[key] = load_detector(spec.get('checkpoint'), device=get_device(spec.get('device')))
     return _MODELS[key]
 
-def _run_one(path, part, spec):
-    "Detect in one input and write its part file atomically; return its manifest entry."
+def _block(path, i, n, spec):
+    "Task: `detect_block` on column block i of n of one input."
+    model, card = _get_model(spec); kw = spec['kw']
+    ok = set(inspect.signature(predict_raster).parameters) - {'path', 'model', 'card', 'on_block', 'part'}
+    return detect_block(path, model, card, (i, n), kw.get('min_area', 100), **{k: v for k, v in kw.items() if k in ok})
+
+def _run_one(path, part, spec, *blocks):
+    "Task: detect in one input (from its precomputed `blocks`, if given) and write its part file atomically; return its manifest entry."
     model, card = _get_model(spec)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        gdf = detect(path, model, card, output_geojson=part, **spec['kw'])
-    return dict(input=str(path), part=Path(part).name, sha256=_sha256(part), n=len(gdf))
+        gdf = detect(path, model, card, output_geojson=part, blocks=list(blocks) or None, **spec['kw'])
+    return dict(input=str(path), part=Path(part).name, sha256=_sha256(part), n=len(gdf), blocks=len(blocks) or 1)
+
+def n_blocks(path, # a raster
+             split:int=8192, # target block width, px
+             panel:int=4096 # `predict_raster`'s panel width (a block is whole panels)
+            )->int:
+    "How many column blocks (tasks) an input becomes: one per `split` px of width, at least one panel each."
+    with rasterio.open(path) as ds: W = ds.width
+    return max(1, min(math.ceil(W/split), W//panel))
 
 def merge_parts(parts:list[gpd.GeoDataFrame], # per-input detections, EPSG:4326, with COLUMNS
                 merge_distance:float=50. # metres: merge detections closer than this, across inputs
@@ -734,6 +763,7 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
                  work_dir:str|Path|None=None, # per-input results and the manifest (default: <output>.parts/)
                  scheduler:str|None=None, # address of a Dask scheduler (tcp://host:port)
                  workers:int|None=None, # start a LocalCluster with this many worker processes
+                 split:int=8192, # on Dask, inputs wider than this many px become column blocks about this wide, a task each
                  device=None, # torch device
                  progress:bool=True, # progress bar over inputs
                  **kw # `detect` arguments (min_area, edge, tile_size, overlap, tta, threads, ...)
@@ -774,7 +804,11 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
                 nthreads = sum(client.nthreads().values()) or 1
                 tkw = dict(kw, threads=kw.get('threads') or max(1, (os.cpu_count() or 1)//nthreads))
                 tspec = dict(spec, kw=tkw)
-                futs = {client.submit(_run_one, str(p), str(work_dir/f'{keys[p]}.geojson'), tspec, pure=False): p for p in todo}
+                futs = {}
+                for p in todo:  # a huge input: its column blocks are tasks, and its part is a task that depends on them
+                    nb = n_blocks(p, split, max(kw.get('panel', 4096), 2*kw.get('tile_size', 256)))
+                    bl = [client.submit(_block, str(p), i, nb, tspec, pure=False) for i in range(nb)] if nb > 1 else []
+                    futs[client.submit(_run_one, str(p), str(work_dir/f'{keys[p]}.geojson'), tspec, *bl, pure=False)] = p
                 for f in as_completed(futs): record(keys[futs[f]], f.result())
         else:
             for p in todo: record(keys[p], _run_one(p, work_dir/f'{keys[p]}.geojson', spec))
@@ -846,6 +880,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
                      work_dir:str=None, # per-input results + manifest (default: <output-geojson>.parts)
                      scheduler:str=None, # Dask scheduler address tcp://host:port
                      workers:int=None, # start a local Dask cluster with N worker processes
+                     split:int=8192, # on Dask, inputs wider than this many px become column blocks, a task each
                      min_area:float=100, # minimum detection area, pixels
                      min_area_m2:float=0, # minimum detection area, m²
                      tile_size:int=256, # tile size, px
@@ -861,7 +896,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
         ins = ([chips_dir] if chips_dir else []) + list(images or [])
         if not ins: raise ValueError("Give --chips-dir DIR and/or --images PATH_OR_GLOB ...")
         g = batch_detect(ins, output_geojson, checkpoint=checkpoint, output_centroids=output_centroids, output_csv=output_csv,
-                         merge_distance=merge_distance, work_dir=work_dir, scheduler=scheduler, workers=workers,
+                         merge_distance=merge_distance, work_dir=work_dir, scheduler=scheduler, workers=workers, split=split,
                          device=device, progress=not quiet, min_area=min_area, min_area_m2=min_area_m2,
                          tile_size=tile_size, overlap=overlap, tta=tta, edge=edge, threads=threads)
         print(f"{len(g)} detection(s) from {len(find_inputs(ins))} input(s)")

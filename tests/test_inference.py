@@ -326,3 +326,22 @@ def test_dask_existing_scheduler(tmp_path, chips, mc):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None) as cl:
         two = batch_detect(chips, tmp_path/'two/all.geojson', scheduler=cl.scheduler_address, **kw)
     pd.testing.assert_frame_equal(pd.DataFrame(one.drop(columns='geometry')), pd.DataFrame(two.drop(columns='geometry')))
+
+def test_dask_blocks_of_a_huge_input(tmp_path, mc):
+    "An input wider than `split` becomes column-block tasks plus a task that depends on them; the results equal one process."
+    pytest.importorskip('distributed')
+    d = tmp_path/'in'; d.mkdir()
+    demo_scene(d/'wide.tif', 1024, roofs=((100, 440, 120, 200), (600, 60, 80, 80), (700, 900, 90, 70)))  # roof 1 spans the cut
+    demo_scene(d/'small.tif', 256, roofs=((80, 80, 60, 60),), lon=-77.40)
+    kw = dict(model=mc[0], card=mc[1], edge=0, tile_size=128, overlap=32, panel=256, progress=False, threads=1, merge_distance=5)
+    assert inf.n_blocks(d/'wide.tif', split=512, panel=256) == 2 and inf.n_blocks(d/'small.tif', split=512, panel=256) == 1
+    one = batch_detect(d, tmp_path/'one/all.geojson', **kw)
+    two = batch_detect(d, tmp_path/'two/all.geojson', workers=2, split=512, **kw)
+    assert len(one) == 4
+    pd.testing.assert_frame_equal(pd.DataFrame(one.drop(columns='geometry')), pd.DataFrame(two.drop(columns='geometry')))
+    assert one.geometry.geom_equals_exact(two.geometry, 0).all()
+    man = {Path(e['input']).name: e for e in json.loads((tmp_path/'two/all.parts/manifest.json').read_text())['done'].values()}
+    assert man['wide.tif']['blocks'] == 2 and man['small.tif']['blocks'] == 1   # the wide input ran as two block tasks
+    # each block task returns the pieces of its own columns only
+    pieces = [inf._block(str(d/'wide.tif'), i, 2, dict(model=mc[0], card=mc[1], kw=kw))[0] for i in range(2)]
+    assert pieces[0].total_bounds[2] < 1024 and pieces[1].total_bounds[0] > 0
