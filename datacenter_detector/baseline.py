@@ -11,8 +11,8 @@ import lightning as L
 from torchvision.models import resnet18
 from .core import BAND_NAMES, RGB, NAIP_GSD, wavelengths, seed_everything, autocast_dtype, repo_dir
 from .data import IGNORE, ChipDataModule, read_index, read_pair, make_toy_chips
-from .unet import UNet, conv_block, n_params
-from .train import SegModule, make_loss, metric_collection, ONE_CYCLE
+from .unet import UNet, conv_block, n_params, make_card, save_model
+from .train import SegModule, make_loss, metric_collection, ONE_CYCLE, prob_hist, best_threshold
 
 # %% auto #0
 __all__ = ['CLAY_V15', 'CLAY_NAIP_NORM', 'CLAY_CKPT_URL', 'GEO_NORM', 'VARIANTS', 'freeze', 'n_trainable', 'FrozenEval',
@@ -344,6 +344,7 @@ class GeoSegmentor(FrozenEval):
         if decoder not in ('clay', 'unet'): raise ValueError(f"decoder must be 'clay' or 'unet', not {decoder!r}.")
         self.decoder = decoder
         self.head = ClayHead(512, 8, hidden, c_out) if decoder == 'clay' else UNetDecoder()
+        self.arch = dict(kind='geo', in_ch=len(bands), bands=bands, nir=nir, decoder=decoder, unfreeze=list(unfreeze), hidden=hidden, c_out=c_out)
 
     def forward(self, x):
         x = self.adapter(x) if self.adapter is not None else x[:, self.rgb]
@@ -401,7 +402,8 @@ def run_variant(name:str, # row name
                 epochs:int=10, bs:int=8, lr:float=1e-3, seed:int=0,
                 bands=BAND_NAMES, clay_ckpt:Path|str|None=None,
                 hidden:int=512, c_out:int=64, # Clay-style head widths
-                precision:str='32-true' # Lightning precision, the same for all rows
+                precision:str='32-true', # Lightning precision, the same for all rows
+                out_dir:Path|str|None=None # save the trained network here (model.safetensors + model.json, threshold chosen on val)
                )->dict:
     "Train one variant on the chips' train split and score it on the test split."
     row = dict(model=name, loss=spec['loss'] + (str(tuple(spec['loss_kw']['weights'])) if spec['loss'] == 'weighted_ce' else ''))
@@ -416,8 +418,16 @@ def run_variant(name:str, # row name
                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     t0 = time.perf_counter(); tr.fit(mod, dm); dt = time.perf_counter() - t0
     res = tr.test(mod, dm, verbose=False)[0]
-    return row | {k: round(float(res[f'test_{k}']), 4) for k in ('iou', 'dice', 'precision', 'recall')} | dict(
+    row |= {k: round(float(res[f'test_{k}']), 4) for k in ('iou', 'dice', 'precision', 'recall')} | dict(
         train_s=round(dt, 1), trainable_params=n_trainable(net), total_params=n_params(net), status='ran')
+    if out_dir is not None and hasattr(net, 'arch'):  # the same model files as the U-Nets: 07 evaluates it like any model
+        val = best_threshold(*prob_hist(net.eval(), dm.val_dataloader()))
+        card = make_card(net, dm.norm, bands, name, threshold=val['threshold'], tile_size=int(dm.val_ds[0][0].shape[-1]),
+                         metrics=dict(val=val, test_at_0_5={k: row[k] for k in ('iou', 'dice', 'precision', 'recall')}),
+                         training_data=dict(chips_dir=str(chips_dir), chips=dm.summary()),
+                         training=dict(variant=spec, epochs=epochs, bs=bs, lr=lr, seed=seed, precision=precision, train_s=row['train_s']))
+        row['model_dir'] = str(save_model(net, card, out_dir))
+    return row
 
 def run_experiment(chips_dir:Path|str, masks_dir:Path|str, # the chip set (with train/val/test splits)
                    names=None, # VARIANTS to run; None: all

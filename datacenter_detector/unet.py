@@ -79,12 +79,15 @@ class SmpUNet(nn.Module):
             f"SmpUNet{self.arch} got an input of shape {tuple(x.shape)}: it needs (N, {self.arch['in_ch']}, H, W) with H and W multiples of 32.")
         return self.net(x)
 
-def build_model(arch:dict # a card's `arch`: UNet's {in_ch, base, depth}, or {kind: 'smp', in_ch, encoder}
+def build_model(arch:dict # a card's `arch`: UNet's {in_ch, base, depth}, {kind: 'smp', in_ch, encoder} or 04's {kind: 'geo', ...}
                )->nn.Module:
-    "The network a card's `arch` describes (random weights)."
+    "The network a card's `arch` describes (random weights; 'geo': 04's frozen geoembed encoder + head)."
     a = dict(arch); kind = a.pop('kind', 'unet')
     if kind == 'smp': return SmpUNet(**a)
-    if kind != 'unet': raise ValueError(f"Unknown architecture kind {kind!r} in {arch}: expected 'unet' or 'smp'.")
+    if kind == 'geo':
+        from datacenter_detector.baseline import GeoSegmentor, load_geoembed
+        a.pop('in_ch'); return GeoSegmentor(load_geoembed(), **a)
+    if kind != 'unet': raise ValueError(f"Unknown architecture kind {kind!r} in {arch}: expected 'unet', 'smp' or 'geo'.")
     return UNet(**a)
 
 # %% ../nbs/05b_unet.ipynb #9ad52b98

@@ -235,3 +235,25 @@ def test_clip_to_accepts_labels_that_already_have_site_ids():
     out = _clip_to(labels, chips)
     assert list(out.fid) == [1] and list(out.site_id) == [3]
     assert abs(out.geometry.iloc[0].area - 0.25) < 1e-9
+
+def test_notebook_compares_model_folders(tmp_path, tiny_model):
+    "07 run headless (papermill) with `compare`: the smp peer's folder goes through the same evaluation into the table; unknown keys fail."
+    pm = pytest.importorskip('papermill'); pytest.importorskip('segmentation_models_pytorch')
+    import torch
+    from datacenter_detector.unet import SmpUNet, make_card, save_model
+    _demo_split(tmp_path)
+    torch.manual_seed(0); peer = SmpUNet(4, 'resnet18')
+    save_model(peer, make_card(peer, dict(mean=[100.]*4, std=[50.]*4), name='smp_test', threshold=0.5), tmp_path/'peer')
+    nb = Path(__file__).parents[1]/'nbs'/'07_evaluation.ipynb'
+    p = dict(checkpoint=str(tiny_model), checkpoint_rgb='', chips_dir=str(tmp_path/'chips'), masks_dir=str(tmp_path/'masks'),
+             labels=str(tmp_path/'labels.geojson'), data='demo chips', real='', n_boot=20, out_dir=str(tmp_path/'rep'),
+             compare=f'smp={tmp_path/"peer"}')
+    pm.execute_notebook(str(nb), str(tmp_path/'run.ipynb'), parameters=p, kernel_name='python3', progress_bar=False)
+    rows = {r['model']: r for r in json.loads((tmp_path/'rep'/'comparison.json').read_text())['rows']}
+    smp = rows['smp U-Net (peer)']
+    assert smp['status'] == 'measured' and 'demo chips' in smp['measured_on'] and 0 <= smp['iou'] <= 1
+    assert json.loads((tmp_path/'rep'/'smp'/'metrics.json').read_text())['model']['name'] == 'smp_test'
+    assert rows['U-Net 4-band (RGBN)']['status'] == 'measured' and rows['U-Net RGB']['status'] == 'measured'   # the shipped RGB model
+    with pytest.raises(pm.PapermillExecutionError, match='unknown model keys'):
+        pm.execute_notebook(str(nb), str(tmp_path/'run2.ipynb'), parameters=dict(p, compare=f'resnet={tmp_path/"peer"}', out_dir=str(tmp_path/'rep2')),
+                            kernel_name='python3', progress_bar=False)
