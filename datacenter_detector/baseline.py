@@ -432,12 +432,13 @@ def run_variant(name:str, # row name
 def run_experiment(chips_dir:Path|str, masks_dir:Path|str, # the chip set (with train/val/test splits)
                    names=None, # VARIANTS to run; None: all
                    out:Path|str|None=None, # write the table as CSV here
+                   models_dir:Path|str|None=None, # save each trained row as a model folder models_dir/<name> (for 07's comparison)
                    **kw # run_variant arguments: epochs, bs, lr, seed, clay_ckpt, hidden, c_out, precision
                   )->pd.DataFrame:
     "Run the variants on one chip set with one budget; the comparison table."
     rows = []
     for n in (names or list(VARIANTS)):
-        rows.append(run_variant(n, VARIANTS[n], chips_dir, masks_dir, **kw))
+        rows.append(run_variant(n, VARIANTS[n], chips_dir, masks_dir, out_dir=None if models_dir is None else Path(models_dir)/n.replace(':', '-'), **kw))
         if out is not None: pd.DataFrame(rows).to_csv(out, index=False)
     return pd.DataFrame(rows)
 

@@ -223,7 +223,7 @@ def test_notebook_parameters_parse():
     pm = pytest.importorskip('papermill')
     nb = Path(__file__).parents[1]/'nbs'/'07_evaluation.ipynb'
     ps = pm.inspect_notebook(str(nb))
-    assert {'split', 'checkpoint', 'checkpoint_rgb', 'chips_dir', 'masks_dir', 'labels', 'data', 'real', 'out_dir', 'n_boot', 'seed'} <= set(ps)
+    assert {'split', 'checkpoint', 'checkpoint_rgb', 'compare', 'chips_dir', 'masks_dir', 'labels', 'data', 'real', 'out_dir', 'n_boot', 'seed'} <= set(ps)
     assert ps['real']['default'] == "'napa'" and ps['chips_dir']['default'] == "''"
 
 def test_clip_to_accepts_labels_that_already_have_site_ids():
