@@ -17,6 +17,7 @@ from datacenter_detector.unet import UNet, make_card, normalize, count_flops, sa
 
 HERE = Path(__file__).resolve().parent
 RES = HERE/'results'/'inference.json'
+COMPILE_RSS = True  # torch.compile at every size (by default only big rasters are compiled: the RSS ratio would mix settings)
 
 def make_model(base=32, depth=4, seed=0):
     "The real UNet at random init (speed and memory do not depend on the weights); threshold at its 99th percentile."
@@ -107,7 +108,7 @@ def throughput(work, size, base):
     return dict(raster=f'{size}x{size}x4 uint8 synthetic (noise + roofs), 0.6 m', model=f'UNet base {base} depth 4, random init', 
                 model_gflop_per_256_tile=flops_tile/1e9, threshold=card['threshold'],
                 ours=dict(seconds=t_ours, mp_per_s=mp/t_ours, km2_per_min=km2/t_ours*60, tiles_run=n_tiles,
-                          detections=len(g), settings='defaults: tile 256, overlap 32, cosine blend, batch 8, bf16 autocast + channels_last, reader/writer threads, all outputs'),
+                          detections=len(g), settings='defaults: tile 256, overlap 32, cosine blend, batch 8, bf16 autocast + channels_last, torch.compile (big rasters; compile time included), reader/writer threads, all outputs'),
                 naive=dict(seconds=t_naive, mp_per_s=mp/t_naive, km2_per_min=km2/t_naive*60, **nv,
                            settings='whole raster in memory, 256/32 tiles fp32 one at a time, majority vote, mask + polygons'),
                 speedup=t_naive/t_ours, mask_agreement_ours_vs_naive=agree,
@@ -121,7 +122,7 @@ def rss_child(size, base, work):
     img = mosaic_vrt(tile, Path(work)/f'rss_{size}.vrt', size//4096)
     t = time.perf_counter()
     g = detect(img, model, card, output_geojson=Path(work)/f'rss_{size}.geojson', output_mask=Path(work)/f'rss_{size}_mask.tif',
-               output_prob=Path(work)/f'rss_{size}_prob.tif')
+               output_prob=Path(work)/f'rss_{size}_prob.tif', compile=COMPILE_RSS)  # the same engine settings at every size
     # VmHWM: the peak RSS of this process image (ru_maxrss would include the parent's RSS at fork, carried across exec)
     hwm = int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])/1024
     print(json.dumps(dict(size=size, peak_rss_mb=hwm, ru_maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, seconds=time.perf_counter() - t,

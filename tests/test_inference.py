@@ -345,3 +345,21 @@ def test_dask_blocks_of_a_huge_input(tmp_path, mc):
     # each block task returns the pieces of its own columns only
     pieces = [inf._block(str(d/'wide.tif'), i, 2, dict(model=mc[0], card=mc[1], kw=kw))[0] for i in range(2)]
     assert pieces[0].total_bounds[2] < 1024 and pieces[1].total_bounds[0] > 0
+
+def test_compile_matches_eager_and_falls_back(tmp_path, scene, monkeypatch):
+    "torch.compile (big rasters by default) gives the eager masks; if compiling fails, a warning and the eager model run instead."
+    torch.manual_seed(0)
+    from datacenter_detector.unet import UNet, make_card
+    m = UNet(4, 8, 2).eval(); card = make_card(m, dict(mean=[100.]*4, std=[40.]*4), name='unet-test', threshold=0.5)
+    kw = dict(tile_size=128, batch_size=3)   # 9 tiles: the last batch is padded to the compiled shape
+    a = predict_raster(scene, m, card, prob_path=tmp_path/'a.tif', compile=False, **kw)
+    b = predict_raster(scene, m, card, prob_path=tmp_path/'b.tif', compile=True, **kw)
+    pa, pb = read1(tmp_path/'a.tif').astype(int), read1(tmp_path/'b.tif').astype(int)
+    assert a['tiles_run'] == b['tiles_run'] == 9 and np.abs(pa - pb).max() <= 2   # bf16 rounding only
+    assert inf.fast_model(m, (3, 4, 128, 128), 'cpu', torch.bfloat16)[1]        # cached: compiled once per process
+    def boom(*a, **k): raise RuntimeError('no compiler here')
+    monkeypatch.setattr(torch, 'compile', boom)
+    m2 = UNet(4, 8, 2).eval()
+    with pytest.warns(UserWarning, match='torch.compile failed'):
+        c = predict_raster(scene, m2, card, prob_path=tmp_path/'c.tif', compile=True, **kw)
+    assert c['tiles_run'] == 9 and read1(tmp_path/'c.tif').max() > 0
