@@ -310,14 +310,16 @@ def fold_batchnorm(model:nn.Module # a model; only its eval-mode behaviour is ke
 
 _FAST = weakref.WeakKeyDictionary()
 
-def fast_model(model:nn.Module, # the network (its weights must not change afterwards: the result is cached)
+def fast_model(model:nn.Module, # the network (cached per process until its weights change in place)
                shape:tuple|None=None, # (N,C,H,W): compile for this fixed input shape; None: no torch.compile
                device=None, # torch device
                amp:torch.dtype|None=None # autocast dtype the model will run under
               )->tuple[nn.Module,bool]:
     "BatchNorm folded, channels_last, on `device`, and `torch.compile`d for `shape` (compiled now, once per process): (model, compiled?)."
     device = get_device(device)
-    cache = _FAST.setdefault(model, {})
+    ver = tuple(p._version for p in model.parameters())  # bumped by every in-place change (optimiser steps, load_state_dict)
+    if _FAST.get(model, {}).get('ver') != ver: _FAST[model] = dict(ver=ver)
+    cache = _FAST[model]
     key = (tuple(shape) if shape else None, str(device), str(amp))
     if key not in cache:
         m, ok = fold_batchnorm(model).to(device).to(memory_format=torch.channels_last), False

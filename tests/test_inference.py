@@ -356,7 +356,10 @@ def test_compile_matches_eager_and_falls_back(tmp_path, scene, monkeypatch):
     b = predict_raster(scene, m, card, prob_path=tmp_path/'b.tif', compile=True, **kw)
     pa, pb = read1(tmp_path/'a.tif').astype(int), read1(tmp_path/'b.tif').astype(int)
     assert a['tiles_run'] == b['tiles_run'] == 9 and np.abs(pa - pb).max() <= 2   # bf16 rounding only
-    assert inf.fast_model(m, (3, 4, 128, 128), 'cpu', torch.bfloat16)[1]        # cached: compiled once per process
+    f = inf.fast_model(m, (3, 4, 128, 128), 'cpu', torch.bfloat16)
+    assert f[1] and inf.fast_model(m, (3, 4, 128, 128), 'cpu', torch.bfloat16)[0] is f[0]   # cached: compiled once per process
+    with torch.no_grad(): next(m.parameters()).add_(1.)
+    assert inf.fast_model(m, (3, 4, 128, 128), 'cpu', torch.bfloat16)[0] is not f[0]       # new weights: rebuilt, never stale
     def boom(*a, **k): raise RuntimeError('no compiler here')
     monkeypatch.setattr(torch, 'compile', boom)
     m2 = UNet(4, 8, 2).eval()
