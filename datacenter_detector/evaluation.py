@@ -231,7 +231,7 @@ def hard_negative_rates(pred:gpd.GeoDataFrame, # predicted data-center polygons
     covered = np.zeros(len(labels))
     if len(pred) and len(labels):
         for e in np.unique(epsg):
-            u = shapely.union_all(pred.to_crs(int(e)).geometry.values)
+            u = shapely.union_all(shapely.make_valid(pred.to_crs(int(e)).geometry.values))   # reprojection can make rings touch
             covered[epsg == e] = shapely.area(shapely.intersection(geoms[epsg == e], u))/shapely.area(geoms[epsg == e])
     labels['flagged'] = covered > min_overlap
     g = labels.groupby('class').flagged
