@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.colors import ListedColormap
 from tqdm.auto import tqdm
 from .data import read_pair
+from .inference import card_min_area
 from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, write_raster, Grid, RUNS_DIR, MODELS, repo_dir, cli
 
 # %% auto #0
@@ -25,9 +26,10 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'MODEL
            'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay', 'plot_panels',
            'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery', 'prediction_map',
            'plot_map', 'mask_polygons', 'merge_detections', 'read_chip_index', 'evaluate_chips', 'summarize',
-           'write_json', 'comparison_table', 'markdown_table', 'find_metrics', 'compare_models', 'html_report',
-           'report_figures', 'write_report', 'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector',
-           'scene_detector', 'real_fp_density', 'group_density', 'evaluate_model', 'dcd_evaluate']
+           'write_json', 'tune_min_area', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
+           'compare_models', 'html_report', 'report_figures', 'write_report', 'synthetic_benchmark', 'predictor',
+           'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'evaluate_model',
+           'dcd_evaluate']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -611,22 +613,24 @@ def summarize(ev:dict, # from `evaluate_chips`
               labels:gpd.GeoDataFrame, # all labels (data centers and hard negatives)
               iou_min:float=0.5, centroid_m:float=30., criterion:str='either', # facility matching
               n_boot:int=1000, seed:int=0, min_overlap:float=0.1, data:str='', model:dict|None=None,
-              truth_buffer_m:float=0. # grow labelled data centers by this (e.g. the masks' buffer) before facility matching
+              truth_buffer_m:float=0., # grow labelled data centers by this (e.g. the masks' buffer) before facility matching
+              min_area_m2:float=0. # facility rule: drop merged detections under this many m² (a model card's `detect.min_area_m2`)
              )->dict:
     "The metrics dictionary of an evaluation (what metrics.json holds)."
     df, thr = ev['chips'], ev['threshold']
+    dets = {t: d[~(d.area_m2 < min_area_m2)].reset_index(drop=True) for t, d in ev['detections'].items()}
     dcs = labels[_is_dc(labels)]
     if truth_buffer_m:
         epsg, g = _local_utm(dcs)
         dcs = dcs.assign(geometry=[gpd.GeoSeries([shapely.buffer(x, truth_buffer_m)], crs=int(e)).to_crs(4326).iloc[0] for x, e in zip(g, epsg)])
     truth = _clip_to(dcs, ev['index'])
     negs = _clip_to(labels[~_is_dc(labels)], ev['index'])
-    det = ev['detections'][round(thr, 4)]
+    det = dets[round(thr, 4)]
     px = micro(df)
     px_ci = {k: bootstrap_ci(df, stat_of(k), n_boot=n_boot, seed=seed) for k in METRICS}
     fac = facility_metrics(det, truth, iou_min, centroid_m)
     fc = facility_counts(det, truth, criterion, iou_min, centroid_m)
-    fac['criterion'], fac['truth_buffer_m'] = criterion, truth_buffer_m
+    fac['criterion'], fac['truth_buffer_m'], fac['min_area_m2'] = criterion, truth_buffer_m, min_area_m2
     fac['f1_ci'] = bootstrap_ci(fc, stat_of('f1'), n_boot=n_boot, seed=seed)
     fac['ci'] = {k: [b['lo'], b['hi']] for k in ('precision', 'recall', 'f1') for b in [bootstrap_ci(fc, stat_of(k), n_boot=n_boot, seed=seed)]}
     bg = df[(df.tp + df.fn) == 0]
@@ -637,7 +641,7 @@ def summarize(ev:dict, # from `evaluate_chips`
     fpd = dict(detections=int(len(bg_det)), area_km2=float(bg.area_km2.sum()), chips=int(len(bg)),
                per_km2=float(len(bg_det)/bg.area_km2.sum()) if len(bg) and bg.area_km2.sum() else None)
     fsweep = []
-    for t, d in sorted(ev['detections'].items()):
+    for t, d in sorted(dets.items()):
         s = facility_metrics(d, truth, iou_min, centroid_m)[criterion]
         fsweep.append(dict(threshold=t, precision=s['precision'], recall=s['recall'], f1=s['f1']))
     pxc = pr_curve(ev['hist'])
@@ -665,6 +669,35 @@ def write_json(obj:dict, path:Path|str)->Path:
     "Write `obj` as JSON (NaN as null), atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(_clean(obj), indent=1, allow_nan=False))
     return Path(path)
+
+# %% ../nbs/07_evaluation.ipynb #40c5f7dd
+def tune_min_area(ev:dict, # `evaluate_chips` on the validation split (or on unsplit chips; never on test)
+                  labels:gpd.GeoDataFrame, # all labels
+                  areas:Iterable=(0, 250, 500, 1000, 2000, 3000, 5000, 8000), # candidate minimum facility areas, m²
+                  iou_min:float=0.5, centroid_m:float=30., criterion:str='either')->dict:
+    "The minimum facility area (m²) that maximises facility F1 at the evaluation's threshold (the smallest among ties), with the sweep."
+    if ev['split'] == 'test': raise ValueError("tune_min_area was given the test split: choose the facility rule on the validation split "
+                                               "(evaluate_chips(..., split='val')), or the test figures are no longer held out.")
+    truth = _clip_to(labels[_is_dc(labels)], ev['index'])
+    det = ev['detections'][round(ev['threshold'], 4)]
+    keep = ('tp', 'fp', 'fn', 'precision', 'recall', 'f1')
+    rows = [dict(min_area_m2=float(a), **{k: v for k, v in facility_metrics(det[~(det.area_m2 < a)], truth, iou_min, centroid_m)[criterion].items() if k in keep})
+            for a in sorted(areas)]
+    best = max(rows, key=lambda r: (r['f1'], -r['min_area_m2']))
+    return dict(min_area_m2=best['min_area_m2'], f1=best['f1'], split=ev['split'] or 'all', threshold=ev['threshold'], criterion=criterion,
+                n_facilities=int(len(truth)), sweep=rows)
+
+def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.safetensors)
+                    rule:dict, # from `tune_min_area` (min_area_m2, how it was chosen)
+                    chosen_on:str='' # what the rule was tuned on, for the card
+                   )->dict:
+    "Write the facility rule into the model card (`detect`), atomically; return the card."
+    js = Path(model_dir)/'model.json'
+    card = json.loads(js.read_text())
+    card['detect'] = dict(min_area_m2=float(rule['min_area_m2']), chosen_on=chosen_on or f"{rule.get('split')} split",
+                          f1=rule.get('f1'), criterion=rule.get('criterion'), threshold=rule.get('threshold'), sweep=rule.get('sweep'))
+    with atomic_path(js) as t: Path(t).write_text(json.dumps(_clean(card), indent=1))
+    return card
 
 # %% ../nbs/07_evaluation.ipynb #fcb48aab
 MODEL_ROWS = (('unet4', 'U-Net 4-band (RGBN)', None), ('unet_rgb', 'U-Net RGB', None), ('smp', 'smp U-Net (peer)', None),
@@ -918,7 +951,7 @@ def real_fp_density(model4:tuple|None, # (model, card) for 4-band scenes, or Non
             rows.append(dict(name=s['name'], data=s['data'], model='needs ' + ('4-band' if s['bands'] == 'rgbn' else 'RGB') + ' model', detections=None,
                              area_km2=valid_area_km2(s['path'], s['assume_res'])[0], per_km2=None, area_from='')); continue
         m, c = mc
-        det = array_detector(predictor(m, c), s['assume_res'], res, c['threshold']) if pd.notna(s['assume_res']) else scene_detector(m, c, res, **detect_kw)
+        det = array_detector(predictor(m, c), s['assume_res'], res, c['threshold'], max(36., card_min_area(c))) if pd.notna(s['assume_res']) else scene_detector(m, c, res, **detect_kw)
         r = fp_density([s], det).iloc[0].to_dict()
         rows.append(dict(name=s['name'], data=s['data'], model=c['name'], **{k: r[k] for k in ('detections', 'area_km2', 'per_km2', 'area_from')}))
     return pd.DataFrame(rows)
@@ -936,7 +969,8 @@ def group_density(df:pd.DataFrame # from `real_fp_density`
 def evaluate_model(checkpoint:str|None=None, chips_dir:str='data/chips', masks_dir:str='data/masks', labels:str|None=None,
                    output_dir:str='reports', split:str='test', threshold:float|None=None, iou_min:float=0.5, centroid_m:float=30.,
                    criterion:str='either', n_boot:int=1000, seed:int=0, data:str='', device:str|None=None,
-                   real:pd.DataFrame|None=None)->dict:
+                   real:pd.DataFrame|None=None, min_area_m2:float|None=None # facility rule, m²; None: the model card's (`card_min_area`)
+                  )->dict:
     "Evaluate a saved model on a split of chips; write metrics.json, figures, detections and report.html. Returns paths and metrics."
     from datacenter_detector.core import LABELS
     from datacenter_detector.labels import load_labels
@@ -947,7 +981,7 @@ def evaluate_model(checkpoint:str|None=None, chips_dir:str='data/chips', masks_d
     ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr)
     src = sorted(set(map(str, ev['index']['source']))) if 'source' in ev['index'] else ['unknown']
     data = data or f"chips in {chips_dir} (source: {', '.join(src)})" + ('; SYNTHETIC scenes, not real NAIP accuracy' if any('synth' in s for s in src) else '')
-    met = summarize(ev, labs, iou_min, centroid_m, criterion, n_boot, seed, data=data,
+    met = summarize(ev, labs, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=card_min_area(card) if min_area_m2 is None else min_area_m2,
                     model=dict(name=card.get('name'), version=card.get('version'), checkpoint=str(checkpoint or 'shipped default'), bands=card.get('bands')))
     out = write_report(ev, met, labs, output_dir, real=real, comparison=comparison_table({card.get('name', 'unet4'): met} | {k: v for k, v in find_metrics().items() if k != card.get('name')}))
     return out | dict(summary=met)
@@ -968,6 +1002,7 @@ def dcd_evaluate(checkpoint:str=None, # model folder (model.safetensors + model.
                  data:str='', # what the chips are, for the report (e.g. 'synthetic benchmark, hard')
                  real:str='', # also FP density on real no-DC imagery in data/: 'all', or names/groups (ucmerced, northdakota, napa, berkeley)
                  checkpoint_rgb:str=None, # RGB model for the RGB real scenes (UC Merced, Berkeley); default: the shipped one if installed
+                 min_area_m2:float=None, # facility rule: drop detections under this many m²; default: the model card's
                  device:str=None): # cpu, cuda, mps
     "Evaluate a model on a split of chips and write metrics.json, figures and an HTML report."
     def run():
@@ -976,7 +1011,7 @@ def dcd_evaluate(checkpoint:str=None, # model folder (model.safetensors + model.
             from datacenter_detector.inference import load_detector
             rgb = checkpoint_rgb or (MODELS/'unet_rgb' if (MODELS/'unet_rgb'/'model.json').exists() else None)
             real_df = real_fp_density(load_detector(checkpoint), load_detector(rgb) if rgb else None, select_scenes(real))
-        return evaluate_model(checkpoint, chips_dir, masks_dir, labels, output_dir, split, threshold, iou_min, centroid_m, criterion, n_boot, seed, data, device, real=real_df)
+        return evaluate_model(checkpoint, chips_dir, masks_dir, labels, output_dir, split, threshold, iou_min, centroid_m, criterion, n_boot, seed, data, device, real=real_df, min_area_m2=min_area_m2)
     try: out = run()
     except (FileNotFoundError, PermissionError, ValueError, RuntimeError, OSError) as e: sys.exit(f"dcd_evaluate: error: {e}")
     met = out['summary']

@@ -23,9 +23,9 @@ from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS
 # %% auto #0
 __all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'check_card', 'load_detector', 'band_indexes', 'tile_starts',
            'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching', 'fold_batchnorm', 'fast_model',
-           'predict_raster', 'demo_scene', 'work_crs', 'merge_close', 'detections', 'to_geojson', 'centroids',
-           'detect_block', 'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect',
-           'dcd_batch_detect']
+           'predict_raster', 'demo_scene', 'work_crs', 'merge_close', 'card_min_area', 'detections', 'to_geojson',
+           'centroids', 'detect_block', 'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect',
+           'dcd_detect', 'dcd_batch_detect']
 
 # %% ../nbs/06_inference.ipynb #67ad2616
 class BrightRoofNet(nn.Module):
@@ -516,6 +516,11 @@ def _utm_measures(gdf4326):
         area[sel], per[sel] = g.area.values, g.length.values
     return area, per
 
+def card_min_area(card:dict # a model card
+                 )->float:
+    "The smallest facility (m²) the model card's detection rule keeps (`detect.min_area_m2`, chosen on validation); 0 without a rule."
+    return float((card.get('detect') or {}).get('min_area_m2', 0.))
+
 COLUMNS = ['id', 'lat', 'lon', 'area_m2', 'perimeter_m', 'area_px', 'score_mean', 'score_max', 'source', 'model', 'model_version']
 
 def _finish(gdf, card, source, min_area, min_area_m2, regularize, res=None):
@@ -652,7 +657,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
            output_mask=None, # COG binary mask (uint8 0/1)
            output_prob=None, # COG probability (uint8 0..255)
            min_area:float=100, # drop detections under this many pixels
-           min_area_m2:float=0., # drop detections under this many m²
+           min_area_m2:float|None=None, # drop detections under this many m² (None: the model card's rule, `card_min_area`)
            merge_distance:float=10., # metres: merge detections closer than this
            edge:int=50, # drop detections within this many px of the raster's edge
            regularize:str|None=None, # None, 'simplify' or 'rectangle'
@@ -663,6 +668,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
           )->gpd.GeoDataFrame:
     "Detect data centers in one image and write the requested outputs atomically; return the detections."
     check_card(card)
+    if min_area_m2 is None: min_area_m2 = card_min_area(card)
     info = _check_image(image, card, pixel_coords)
     outs = {k: v for k, v in dict(output_geojson=output_geojson, output_centroids=output_centroids, output_csv=output_csv,
             output_gpkg=output_gpkg, output_parquet=output_parquet, output_mask=output_mask, output_prob=output_prob).items() if v}
@@ -801,11 +807,12 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
                 )->gpd.GeoDataFrame:
     "Detect in many rasters, resumably (optionally on Dask), and merge the detections across inputs."
     paths = find_inputs(inputs)
+    min_m2 = kw.pop('min_area_m2', None)  # a facility rule: applied after the merge across inputs (a building may span inputs)
     output_geojson = Path(output_geojson)
     work_dir = Path(work_dir or output_geojson.with_suffix('.parts'))
     if model is None: model_card = load_detector(checkpoint, device='cpu')[1]  # fails early on a bad checkpoint
     else: model_card = check_card(card)
-    spec = dict(checkpoint=str(checkpoint) if checkpoint else None, device=device, kw=kw,
+    spec = dict(checkpoint=str(checkpoint) if checkpoint else None, device=device, kw=dict(kw, min_area_m2=0.),
                 model=model, card=card)
     same = {k: v for k, v in kw.items() if k not in ('threads', 'progress', 'batch_size')}  # settings that do not change results
     spec_hash = hashlib.sha1(json.dumps(dict(m=model_card['name'], v=model_card['version'], w=model_card.get('sha256'), ck=spec['checkpoint'], kw=same),
@@ -846,8 +853,10 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
     finally: bar.close()
     parts = [gpd.read_file(work_dir/done[keys[p]]['part']) if done[keys[p]]['n'] else None for p in paths]
     merged = merge_parts([p for p in parts if p is not None], merge_distance)
+    min_m2 = card_min_area(model_card) if min_m2 is None else min_m2
+    merged = merged[~(merged.area_m2 < min_m2)].assign(id=lambda d: np.arange(1, len(d)+1)).reset_index(drop=True)
     tags = provenance(inputs=len(paths), model=model_card['name'], model_version=model_card['version'],
-                      merge_distance=merge_distance, **{k: v for k, v in kw.items() if k not in ('threads',)})
+                      merge_distance=merge_distance, min_area_m2=min_m2, **{k: v for k, v in kw.items() if k not in ('threads',)})
     output_centroids = output_centroids or output_geojson.with_name(output_geojson.stem + '_centroids.geojson')
     with contextlib.ExitStack() as es:
         for kind, path in (('geojson', output_geojson), ('centroids', output_centroids), ('csv', output_csv)):
@@ -871,7 +880,7 @@ def dcd_detect(image:str=None, # the input raster (GeoTIFF / COG / VRT)
                output_mask:str=None, # binary mask COG
                output_prob:str=None, # probability COG (uint8 0..255)
                min_area:float=100, # minimum detection area, pixels
-               min_area_m2:float=0, # minimum detection area, m²
+               min_area_m2:float=None, # minimum detection area, m² (default: the model card's rule)
                merge_distance:float=10, # merge detections closer than this, metres
                tile_size:int=256, # tile size, px
                overlap:int=32, # overlap between tiles, px
@@ -914,7 +923,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
                      workers:int=None, # start a local Dask cluster with N worker processes
                      split:int=8192, # on Dask, inputs wider than this many px become column blocks, a task each
                      min_area:float=100, # minimum detection area, pixels
-                     min_area_m2:float=0, # minimum detection area, m²
+                     min_area_m2:float=None, # minimum detection area, m² (default: the model card's rule)
                      tile_size:int=256, # tile size, px
                      overlap:int=32, # overlap between tiles, px
                      tta:bool=False, # test-time augmentation

@@ -52,6 +52,9 @@ def test_edge_filter_and_min_area(tmp_path, mc):
     assert len(test(edge=50, min_area=0)) == 1  # the roof at row 10 and the one at row 200 are near the edge
     assert len(test(edge=0, min_area=2000)) == 1
     assert len(test(edge=0, min_area=0, min_area_m2=400)) == 2  # 40x40 px = 576 m², 12x12 = 52 m²
+    m, c = mc   # the model card's facility rule is the default, and an explicit value overrides it
+    assert len(detect(s, m, dict(c, detect=dict(min_area_m2=400)), tile_size=128, overlap=32, edge=0, min_area=0)) == 2
+    assert len(detect(s, m, dict(c, detect=dict(min_area_m2=400)), tile_size=128, overlap=32, edge=0, min_area=0, min_area_m2=0)) == 3
 
 def test_merge_distance(tmp_path, mc):
     s = demo_scene(tmp_path/'s.tif', 256, roofs=((100, 60, 50, 50), (100, 120, 50, 50)))  # 10 px = 6 m apart
@@ -222,6 +225,12 @@ def test_batch_dedup(tmp_path, chips, mc):
     straddle = g.loc[g.area_m2.idxmax()]
     assert ';' in straddle.source and abs(straddle.area_m2 - 60*100*0.36) < 0.1*60*100*0.36
     assert (tmp_path/'all_centroids.geojson').exists()
+
+def test_batch_min_area_after_merge(tmp_path, chips, mc):
+    "The card's facility rule applies to merged buildings: the straddling roof (2160 m², under 1500 m² in each chip) is kept, smaller roofs go."
+    g = batch_detect(chips, tmp_path/'all.geojson', model=mc[0], card=dict(mc[1], detect=dict(min_area_m2=1500)), edge=0, tile_size=128,
+                     progress=False, merge_distance=5)
+    assert len(g) == 1 and abs(g.area_m2[0] - 60*100*0.36) < 0.1*60*100*0.36 and g.id.tolist() == [1]
 
 def test_batch_resume_after_crash(tmp_path, chips, mc, monkeypatch):
     kw = dict(model=mc[0], card=mc[1], edge=0, tile_size=128, progress=False)
