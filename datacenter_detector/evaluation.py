@@ -28,8 +28,8 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'MODEL
            'plot_map', 'mask_polygons', 'merge_detections', 'read_chip_index', 'evaluate_chips', 'summarize',
            'write_json', 'tune_min_area', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
            'compare_models', 'html_report', 'report_figures', 'write_report', 'synthetic_benchmark', 'predictor',
-           'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'evaluate_model',
-           'dcd_evaluate']
+           'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model',
+           'evaluate_model', 'dcd_evaluate']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -966,6 +966,22 @@ def group_density(df:pd.DataFrame # from `real_fp_density`
     return g.reset_index()
 
 # %% ../nbs/07_evaluation.ipynb #ac1196a7
+def measure_model(checkpoint:str|None, # model folder or .ckpt; None: the shipped model
+                  chips_dir:str, masks_dir:str, labels:gpd.GeoDataFrame, split:str='test',
+                  threshold:float|None=None, # None: the card's
+                  iou_min:float=0.5, centroid_m:float=30., criterion:str='either', n_boot:int=1000, seed:int=0, data:str='',
+                  device:str|None=None, min_area_m2:float|None=None # facility rule, m²; None: the model card's (`card_min_area`)
+                 )->tuple[dict, dict, dict]:
+    "Evaluate a saved model on a split of chips at its card's threshold and facility rule (unless given): (evaluation, metrics, card)."
+    predict, card = model_predictor(checkpoint, device)
+    thr = float(threshold if threshold is not None else card.get('threshold', 0.5))
+    ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr)
+    src = sorted(set(map(str, ev['index']['source']))) if 'source' in ev['index'] else ['unknown']
+    data = data or f"chips in {chips_dir} (source: {', '.join(src)})" + ('; SYNTHETIC scenes, not real NAIP accuracy' if any('synth' in s for s in src) else '')
+    met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=card_min_area(card) if min_area_m2 is None else min_area_m2,
+                    model=dict(name=card.get('name'), version=card.get('version'), checkpoint=str(checkpoint or 'shipped default'), bands=card.get('bands')))
+    return ev, met, card
+
 def evaluate_model(checkpoint:str|None=None, chips_dir:str='data/chips', masks_dir:str='data/masks', labels:str|None=None,
                    output_dir:str='reports', split:str='test', threshold:float|None=None, iou_min:float=0.5, centroid_m:float=30.,
                    criterion:str='either', n_boot:int=1000, seed:int=0, data:str='', device:str|None=None,
@@ -976,13 +992,7 @@ def evaluate_model(checkpoint:str|None=None, chips_dir:str='data/chips', masks_d
     from datacenter_detector.labels import load_labels
     read_chip_index(chips_dir, split)            # fail fast on a bad chips folder, before loading anything heavy
     labs = load_labels(Path(labels) if labels else LABELS)
-    predict, card = model_predictor(checkpoint, device)
-    thr = float(threshold if threshold is not None else card.get('threshold', 0.5))
-    ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr)
-    src = sorted(set(map(str, ev['index']['source']))) if 'source' in ev['index'] else ['unknown']
-    data = data or f"chips in {chips_dir} (source: {', '.join(src)})" + ('; SYNTHETIC scenes, not real NAIP accuracy' if any('synth' in s for s in src) else '')
-    met = summarize(ev, labs, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=card_min_area(card) if min_area_m2 is None else min_area_m2,
-                    model=dict(name=card.get('name'), version=card.get('version'), checkpoint=str(checkpoint or 'shipped default'), bands=card.get('bands')))
+    ev, met, card = measure_model(checkpoint, chips_dir, masks_dir, labs, split, threshold, iou_min, centroid_m, criterion, n_boot, seed, data, device, min_area_m2)
     out = write_report(ev, met, labs, output_dir, real=real, comparison=comparison_table({card.get('name', 'unet4'): met} | {k: v for k, v in find_metrics().items() if k != card.get('name')}))
     return out | dict(summary=met)
 
