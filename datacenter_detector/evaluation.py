@@ -875,28 +875,26 @@ def synthetic_benchmark(out_dir:Path|str, # writes out_dir/chips, out_dir/masks,
 
 # %% ../nbs/07_evaluation.ipynb #a6980e47
 def predictor(model, card:dict, # a network mapping (N,C,H,W) to logits, and its model card
-              device:str|None=None)->Callable:
-    "A `predict(chip uint8 (bands,H,W)) -> probabilities (H,W)` callable for `model` (bf16 autocast where the device has it, like inference)."
+              device:str|None=None,
+              tta:bool=False # average the 8 D4 transforms (flips and rotations), as `dcd_detect --tta`
+             )->Callable:
+    "A `predict(chip uint8 (bands,H,W)) -> probabilities (H,W)` callable for `model`, through inference's `predict_tiles` (bf16 autocast where the device has it)."
     import torch
-    from datacenter_detector.unet import normalize
-    from datacenter_detector.core import get_device, BAND_NAMES
-    from datacenter_detector.core import autocast_dtype
+    from datacenter_detector.inference import predict_tiles
+    from datacenter_detector.core import get_device, BAND_NAMES, autocast_dtype
     dev = get_device(device); model = model.to(dev).eval().to(memory_format=torch.channels_last); amp = autocast_dtype(dev)
     sel = [BAND_NAMES.index(b) for b in card['bands']]
-    @torch.inference_mode()
     def predict(img):
         if img.shape[0] <= max(sel): raise ValueError(f"Model '{card['name']}' needs bands {card['bands']} but the image has {img.shape[0]} band(s); use the RGB model for 3-band imagery.")
-        x = normalize(torch.from_numpy(np.ascontiguousarray(img[sel]))[None], card).to(dev).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=amp or torch.bfloat16, enabled=amp is not None):   # as inference runs it
-            return torch.sigmoid(model(x).float())[0, 0].cpu().numpy()
+        return predict_tiles(model, img[sel][None], card, dev, amp, tta)[0]
     return predict
 
 def model_predictor(checkpoint:Path|str|None=None, # a model folder, model.json/.safetensors or .ckpt; None = the shipped default
-                    device:str|None=None)->tuple[Callable, dict]:
+                    device:str|None=None, tta:bool=False)->tuple[Callable, dict]:
     "Load a saved model; return its `predict(chip) -> probabilities` callable and its card."
     from datacenter_detector.unet import load_model
     model, card = load_model(checkpoint or None, device=device)
-    return predictor(model, card, device), card
+    return predictor(model, card, device, tta), card
 
 # %% ../nbs/07_evaluation.ipynb #2a2f25da
 def array_detector(predict:Callable, # predict(img (bands,H,W) uint8) -> probabilities (H,W)
@@ -970,29 +968,31 @@ def measure_model(checkpoint:str|None, # model folder or .ckpt; None: the shippe
                   chips_dir:str, masks_dir:str, labels:gpd.GeoDataFrame, split:str='test',
                   threshold:float|None=None, # None: the card's
                   iou_min:float=0.5, centroid_m:float=30., criterion:str='either', n_boot:int=1000, seed:int=0, data:str='',
-                  device:str|None=None, min_area_m2:float|None=None # facility rule, m²; None: the model card's (`card_min_area`)
+                  device:str|None=None, min_area_m2:float|None=None, # facility rule, m²; None: the model card's (`card_min_area`)
+                  tta:bool=False # test-time augmentation (the 8 D4 transforms averaged)
                  )->tuple[dict, dict, dict]:
     "Evaluate a saved model on a split of chips at its card's threshold and facility rule (unless given): (evaluation, metrics, card)."
-    predict, card = model_predictor(checkpoint, device)
+    predict, card = model_predictor(checkpoint, device, tta)
     thr = float(threshold if threshold is not None else card.get('threshold', 0.5))
     ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr)
     src = sorted(set(map(str, ev['index']['source']))) if 'source' in ev['index'] else ['unknown']
     data = data or f"chips in {chips_dir} (source: {', '.join(src)})" + ('; SYNTHETIC scenes, not real NAIP accuracy' if any('synth' in s for s in src) else '')
     met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=card_min_area(card) if min_area_m2 is None else min_area_m2,
-                    model=dict(name=card.get('name'), version=card.get('version'), checkpoint=str(checkpoint or 'shipped default'), bands=card.get('bands')))
+                    model=dict(name=card.get('name'), version=card.get('version'), checkpoint=str(checkpoint or 'shipped default'), bands=card.get('bands'), tta=tta))
     return ev, met, card
 
 def evaluate_model(checkpoint:str|None=None, chips_dir:str='data/chips', masks_dir:str='data/masks', labels:str|None=None,
                    output_dir:str='reports', split:str='test', threshold:float|None=None, iou_min:float=0.5, centroid_m:float=30.,
                    criterion:str='either', n_boot:int=1000, seed:int=0, data:str='', device:str|None=None,
-                   real:pd.DataFrame|None=None, min_area_m2:float|None=None # facility rule, m²; None: the model card's (`card_min_area`)
+                   real:pd.DataFrame|None=None, min_area_m2:float|None=None, # facility rule, m²; None: the model card's (`card_min_area`)
+                   tta:bool=False # test-time augmentation (8 D4 transforms)
                   )->dict:
     "Evaluate a saved model on a split of chips; write metrics.json, figures, detections and report.html. Returns paths and metrics."
     from datacenter_detector.core import LABELS
     from datacenter_detector.labels import load_labels
     read_chip_index(chips_dir, split)            # fail fast on a bad chips folder, before loading anything heavy
     labs = load_labels(Path(labels) if labels else LABELS)
-    ev, met, card = measure_model(checkpoint, chips_dir, masks_dir, labs, split, threshold, iou_min, centroid_m, criterion, n_boot, seed, data, device, min_area_m2)
+    ev, met, card = measure_model(checkpoint, chips_dir, masks_dir, labs, split, threshold, iou_min, centroid_m, criterion, n_boot, seed, data, device, min_area_m2, tta)
     out = write_report(ev, met, labs, output_dir, real=real, comparison=comparison_table({card.get('name', 'unet4'): met} | {k: v for k, v in find_metrics().items() if k != card.get('name')}))
     return out | dict(summary=met)
 
@@ -1013,6 +1013,7 @@ def dcd_evaluate(checkpoint:str=None, # model folder (model.safetensors + model.
                  real:str='', # also FP density on real no-DC imagery in data/: 'all', or names/groups (ucmerced, northdakota, napa, berkeley)
                  checkpoint_rgb:str=None, # RGB model for the RGB real scenes (UC Merced, Berkeley); default: the shipped one if installed
                  min_area_m2:float=None, # facility rule: drop detections under this many m²; default: the model card's
+                 tta:bool=False, # test-time augmentation (8 D4 transforms averaged, 8x slower), as dcd_detect --tta
                  device:str=None): # cpu, cuda, mps
     "Evaluate a model on a split of chips and write metrics.json, figures and an HTML report."
     def run():
@@ -1021,7 +1022,7 @@ def dcd_evaluate(checkpoint:str=None, # model folder (model.safetensors + model.
             from datacenter_detector.inference import load_detector
             rgb = checkpoint_rgb or (MODELS/'unet_rgb' if (MODELS/'unet_rgb'/'model.json').exists() else None)
             real_df = real_fp_density(load_detector(checkpoint), load_detector(rgb) if rgb else None, select_scenes(real))
-        return evaluate_model(checkpoint, chips_dir, masks_dir, labels, output_dir, split, threshold, iou_min, centroid_m, criterion, n_boot, seed, data, device, real=real_df, min_area_m2=min_area_m2)
+        return evaluate_model(checkpoint, chips_dir, masks_dir, labels, output_dir, split, threshold, iou_min, centroid_m, criterion, n_boot, seed, data, device, real=real_df, min_area_m2=min_area_m2, tta=tta)
     try: out = run()
     except (FileNotFoundError, PermissionError, ValueError, RuntimeError, OSError) as e: sys.exit(f"dcd_evaluate: error: {e}")
     met = out['summary']
