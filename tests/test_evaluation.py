@@ -257,3 +257,22 @@ def test_notebook_compares_model_folders(tmp_path, tiny_model):
     with pytest.raises(pm.PapermillExecutionError, match='unknown model keys'):
         pm.execute_notebook(str(nb), str(tmp_path/'run2.ipynb'), parameters=dict(p, compare=f'resnet={tmp_path/"peer"}', out_dir=str(tmp_path/'rep2')),
                             kernel_name='python3', progress_bar=False)
+
+def test_tta_is_d4_equivariant_and_the_card_rule_applies(tmp_path, tiny_model):
+    "TTA averages the 8 D4 transforms, so its output turns with its input; the card's facility rule is measure_model's default."
+    import shutil
+    from datacenter_detector.evaluation import model_predictor, measure_model, set_detect_rule
+    p, _ = model_predictor(tiny_model, 'cpu'); pt, _ = model_predictor(tiny_model, 'cpu', tta=True)
+    x = np.random.default_rng(0).integers(0, 255, (4, 64, 64)).astype(np.uint8)
+    assert np.abs(p(x) - pt(x)).max() > 1e-3                                      # TTA changes the output of an asymmetric model
+    np.testing.assert_allclose(pt(np.rot90(x, 1, (1, 2)).copy()), np.rot90(pt(x), 1), atol=2e-3)
+    np.testing.assert_allclose(pt(x[:, :, ::-1].copy()), pt(x)[:, ::-1], atol=2e-3)
+    labels = _demo_split(tmp_path)
+    m = tmp_path/'m'; shutil.copytree(tiny_model, m)
+    args = (m, tmp_path/'chips', tmp_path/'masks', labels, 'test', 0.0)      # threshold 0: every valid pixel is a detection
+    met0 = measure_model(*args, n_boot=10)[1]
+    assert met0['facility']['n_pred'] > 0 and met0['facility']['min_area_m2'] == 0 and met0['model']['tta'] is False
+    set_detect_rule(m, dict(min_area_m2=1e9, split='val', f1=0.0))
+    met = measure_model(*args, n_boot=10, tta=True)[1]
+    assert met['facility']['n_pred'] == 0 and met['facility']['min_area_m2'] == 1e9 and met['model']['tta'] is True
+    assert measure_model(*args, n_boot=10, min_area_m2=0)[1]['facility']['n_pred'] == met0['facility']['n_pred']   # an explicit value wins
