@@ -16,17 +16,17 @@ from matplotlib.figure import Figure
 from matplotlib.colors import ListedColormap
 from tqdm.auto import tqdm
 from .data import read_pair
-from .inference import card_min_area
+from .inference import detect_rule
 from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, write_raster, Grid, RUNS_DIR, MODELS, repo_dir, cli
 
 # %% auto #0
-__all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'MODEL_ROWS', 'confusion', 'scores', 'chip_row',
-           'micro', 'chip_distribution', 'metric_table', 'prob_hist', 'pr_curve', 'pair_table', 'assign',
+__all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP', 'MODEL_ROWS', 'confusion', 'scores',
+           'chip_row', 'micro', 'chip_distribution', 'metric_table', 'prob_hist', 'pr_curve', 'pair_table', 'assign',
            'facility_metrics', 'facility_counts', 'hard_negative_rates', 'valid_area_km2', 'fp_density',
            'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay', 'plot_panels',
            'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery', 'prediction_map',
            'plot_map', 'mask_polygons', 'merge_detections', 'read_chip_index', 'evaluate_chips', 'summarize',
-           'write_json', 'tune_min_area', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
+           'write_json', 'tune_facility_rule', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
            'compare_models', 'html_report', 'report_figures', 'write_report', 'synthetic_benchmark', 'predictor',
            'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model',
            'evaluate_model', 'dcd_evaluate']
@@ -530,6 +530,8 @@ def merge_detections(parts:list # GeoDataFrames of polygons (any CRSs) with scor
     return merged[cols + ['geometry']]
 
 # %% ../nbs/07_evaluation.ipynb #36d89abb
+SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)   # the thresholds at which facilities are scored
+
 def read_chip_index(chips_dir:Path|str, split:str|None=None)->gpd.GeoDataFrame:
     "The chips index (chips_dir/index.geojson, checked by `data.read_index`), optionally one split, with site_id."
     from datacenter_detector.data import read_index, split_rows
@@ -540,7 +542,7 @@ def read_chip_index(chips_dir:Path|str, split:str|None=None)->gpd.GeoDataFrame:
 def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probabilities (H,W)
                    chips_dir:Path|str, masks_dir:Path|str,
                    split:str|None='test', threshold:float=0.5,
-                   sweep:Iterable=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), # facility sweep thresholds
+                   sweep:Iterable=SWEEP, # facility sweep thresholds
                    min_area_m2:float=36., ignore:int=255)->dict:
     "Run `predict` over the chips of `split`: per-chip table, histograms, detections (at `threshold` and each sweep threshold), kept probabilities."
     idx = read_chip_index(chips_dir, split)
@@ -614,7 +616,8 @@ def summarize(ev:dict, # from `evaluate_chips`
               iou_min:float=0.5, centroid_m:float=30., criterion:str='either', # facility matching
               n_boot:int=1000, seed:int=0, min_overlap:float=0.1, data:str='', model:dict|None=None,
               truth_buffer_m:float=0., # grow labelled data centers by this (e.g. the masks' buffer) before facility matching
-              min_area_m2:float=0. # facility rule: drop merged detections under this many m² (a model card's `detect.min_area_m2`)
+              min_area_m2:float=0., # facility rule: drop merged detections under this many m² (a model card's `detect.min_area_m2`)
+              facility_threshold:float|None=None # facility rule: polygons at this probability (one of the evaluation's); None: the pixel threshold
              )->dict:
     "The metrics dictionary of an evaluation (what metrics.json holds)."
     df, thr = ev['chips'], ev['threshold']
@@ -625,12 +628,15 @@ def summarize(ev:dict, # from `evaluate_chips`
         dcs = dcs.assign(geometry=[gpd.GeoSeries([shapely.buffer(x, truth_buffer_m)], crs=int(e)).to_crs(4326).iloc[0] for x, e in zip(g, epsg)])
     truth = _clip_to(dcs, ev['index'])
     negs = _clip_to(labels[~_is_dc(labels)], ev['index'])
-    det = dets[round(thr, 4)]
+    fthr = round(float(thr if facility_threshold is None else facility_threshold), 4)
+    if fthr not in dets: raise ValueError(f"No detections at the facility threshold {fthr}: evaluate_chips swept {sorted(dets)}; pass it in its `sweep`.")
+    det = dets[fthr]
     px = micro(df)
     px_ci = {k: bootstrap_ci(df, stat_of(k), n_boot=n_boot, seed=seed) for k in METRICS}
     fac = facility_metrics(det, truth, iou_min, centroid_m)
     fc = facility_counts(det, truth, criterion, iou_min, centroid_m)
     fac['criterion'], fac['truth_buffer_m'], fac['min_area_m2'] = criterion, truth_buffer_m, min_area_m2
+    fac['threshold'] = fthr
     fac['f1_ci'] = bootstrap_ci(fc, stat_of('f1'), n_boot=n_boot, seed=seed)
     fac['ci'] = {k: [b['lo'], b['hi']] for k in ('precision', 'recall', 'f1') for b in [bootstrap_ci(fc, stat_of(k), n_boot=n_boot, seed=seed)]}
     bg = df[(df.tp + df.fn) == 0]
@@ -671,31 +677,32 @@ def write_json(obj:dict, path:Path|str)->Path:
     return Path(path)
 
 # %% ../nbs/07_evaluation.ipynb #40c5f7dd
-def tune_min_area(ev:dict, # `evaluate_chips` on the validation split (or on unsplit chips; never on test)
-                  labels:gpd.GeoDataFrame, # all labels
-                  areas:Iterable=(0, 250, 500, 1000, 2000, 3000, 5000, 8000), # candidate minimum facility areas, m²
-                  iou_min:float=0.5, centroid_m:float=30., criterion:str='either')->dict:
-    "The minimum facility area (m²) that maximises facility F1 at the evaluation's threshold (the smallest among ties), with the sweep."
-    if ev['split'] == 'test': raise ValueError("tune_min_area was given the test split: choose the facility rule on the validation split "
+def tune_facility_rule(ev:dict, # `evaluate_chips` on the validation split (or on unsplit chips; never on test)
+                       labels:gpd.GeoDataFrame, # all labels
+                       areas:Iterable=(0, 250, 500, 1000, 2000, 3000, 5000, 8000), # candidate minimum facility areas, m²
+                       thresholds:Iterable|None=None, # candidate probability thresholds; None: all that `ev` swept
+                       iou_min:float=0.5, centroid_m:float=30., criterion:str='either')->dict:
+    "The (threshold, minimum facility area) that maximises facility F1; among ties the threshold nearest the pixel one, then the smallest area."
+    if ev['split'] == 'test': raise ValueError("tune_facility_rule was given the test split: choose the facility rule on the validation split "
                                                "(evaluate_chips(..., split='val')), or the test figures are no longer held out.")
     truth = _clip_to(labels[_is_dc(labels)], ev['index'])
-    det = ev['detections'][round(ev['threshold'], 4)]
     keep = ('tp', 'fp', 'fn', 'precision', 'recall', 'f1')
-    rows = [dict(min_area_m2=float(a), **{k: v for k, v in facility_metrics(det[~(det.area_m2 < a)], truth, iou_min, centroid_m)[criterion].items() if k in keep})
-            for a in sorted(areas)]
-    best = max(rows, key=lambda r: (r['f1'], -r['min_area_m2']))
-    return dict(min_area_m2=best['min_area_m2'], f1=best['f1'], split=ev['split'] or 'all', threshold=ev['threshold'], criterion=criterion,
-                n_facilities=int(len(truth)), sweep=rows)
+    ts = sorted(ev['detections']) if thresholds is None else sorted(round(float(t), 4) for t in thresholds)
+    rows = [dict(threshold=t, min_area_m2=float(a), **{k: v for k, v in facility_metrics(d[~(d.area_m2 < a)], truth, iou_min, centroid_m)[criterion].items() if k in keep})
+            for t in ts for d in [ev['detections'][t]] for a in sorted(areas)]
+    best = max(rows, key=lambda r: (r['f1'], -abs(r['threshold'] - ev['threshold']), -r['min_area_m2']))
+    return dict(threshold=best['threshold'], min_area_m2=best['min_area_m2'], f1=best['f1'], split=ev['split'] or 'all',
+                pixel_threshold=ev['threshold'], criterion=criterion, n_facilities=int(len(truth)), sweep=rows)
 
 def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.safetensors)
-                    rule:dict, # from `tune_min_area` (min_area_m2, how it was chosen)
+                    rule:dict, # from `tune_facility_rule` (threshold, min_area_m2, how it was chosen)
                     chosen_on:str='' # what the rule was tuned on, for the card
                    )->dict:
-    "Write the facility rule into the model card (`detect`), atomically; return the card."
+    "Write the detection rule into the model card (`detect`), atomically; return the card."
     js = Path(model_dir)/'model.json'
     card = json.loads(js.read_text())
-    card['detect'] = dict(min_area_m2=float(rule['min_area_m2']), chosen_on=chosen_on or f"{rule.get('split')} split",
-                          f1=rule.get('f1'), criterion=rule.get('criterion'), threshold=rule.get('threshold'), sweep=rule.get('sweep'))
+    card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']),
+                          chosen_on=chosen_on or f"{rule.get('split')} split", f1=rule.get('f1'), criterion=rule.get('criterion'), sweep=rule.get('sweep'))
     with atomic_path(js) as t: Path(t).write_text(json.dumps(_clean(card), indent=1))
     return card
 
@@ -949,7 +956,7 @@ def real_fp_density(model4:tuple|None, # (model, card) for 4-band scenes, or Non
             rows.append(dict(name=s['name'], data=s['data'], model='needs ' + ('4-band' if s['bands'] == 'rgbn' else 'RGB') + ' model', detections=None,
                              area_km2=valid_area_km2(s['path'], s['assume_res'])[0], per_km2=None, area_from='')); continue
         m, c = mc
-        det = array_detector(predictor(m, c), s['assume_res'], res, c['threshold'], max(36., card_min_area(c))) if pd.notna(s['assume_res']) else scene_detector(m, c, res, **detect_kw)
+        det = array_detector(predictor(m, c), s['assume_res'], res, detect_rule(c)['threshold'], max(36., detect_rule(c)['min_area_m2'])) if pd.notna(s['assume_res']) else scene_detector(m, c, res, **detect_kw)
         r = fp_density([s], det).iloc[0].to_dict()
         rows.append(dict(name=s['name'], data=s['data'], model=c['name'], **{k: r[k] for k in ('detections', 'area_km2', 'per_km2', 'area_from')}))
     return pd.DataFrame(rows)
@@ -968,23 +975,25 @@ def measure_model(checkpoint:str|None, # model folder or .ckpt; None: the shippe
                   chips_dir:str, masks_dir:str, labels:gpd.GeoDataFrame, split:str='test',
                   threshold:float|None=None, # None: the card's
                   iou_min:float=0.5, centroid_m:float=30., criterion:str='either', n_boot:int=1000, seed:int=0, data:str='',
-                  device:str|None=None, min_area_m2:float|None=None, # facility rule, m²; None: the model card's (`card_min_area`)
+                  device:str|None=None, min_area_m2:float|None=None, # facility rule, m²; None: the model card's (`detect_rule`)
                   tta:bool=False # test-time augmentation (the 8 D4 transforms averaged)
                  )->tuple[dict, dict, dict]:
     "Evaluate a saved model on a split of chips at its card's threshold and facility rule (unless given): (evaluation, metrics, card)."
     predict, card = model_predictor(checkpoint, device, tta)
     thr = float(threshold if threshold is not None else card.get('threshold', 0.5))
-    ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr)
+    rule = detect_rule(card) if threshold is None else dict(threshold=thr, min_area_m2=detect_rule(card)['min_area_m2'])
+    if min_area_m2 is not None: rule['min_area_m2'] = float(min_area_m2)
+    ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr, sweep=SWEEP + (rule['threshold'],))
     src = sorted(set(map(str, ev['index']['source']))) if 'source' in ev['index'] else ['unknown']
     data = data or f"chips in {chips_dir} (source: {', '.join(src)})" + ('; SYNTHETIC scenes, not real NAIP accuracy' if any('synth' in s for s in src) else '')
-    met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=card_min_area(card) if min_area_m2 is None else min_area_m2,
+    met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=rule['min_area_m2'], facility_threshold=rule['threshold'],
                     model=dict(name=card.get('name'), version=card.get('version'), checkpoint=str(checkpoint or 'shipped default'), bands=card.get('bands'), tta=tta))
     return ev, met, card
 
 def evaluate_model(checkpoint:str|None=None, chips_dir:str='data/chips', masks_dir:str='data/masks', labels:str|None=None,
                    output_dir:str='reports', split:str='test', threshold:float|None=None, iou_min:float=0.5, centroid_m:float=30.,
                    criterion:str='either', n_boot:int=1000, seed:int=0, data:str='', device:str|None=None,
-                   real:pd.DataFrame|None=None, min_area_m2:float|None=None, # facility rule, m²; None: the model card's (`card_min_area`)
+                   real:pd.DataFrame|None=None, min_area_m2:float|None=None, # facility rule, m²; None: the model card's (`detect_rule`)
                    tta:bool=False # test-time augmentation (8 D4 transforms)
                   )->dict:
     "Evaluate a saved model on a split of chips; write metrics.json, figures, detections and report.html. Returns paths and metrics."

@@ -21,9 +21,9 @@ from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS
                                       is_metric, m2px, atomic_path, provenance, write_cog, cli)
 
 # %% auto #0
-__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'check_card', 'load_detector', 'band_indexes', 'tile_starts',
-           'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching', 'fold_batchnorm', 'fast_model',
-           'predict_raster', 'demo_scene', 'work_crs', 'merge_close', 'card_min_area', 'detections', 'to_geojson',
+__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'check_card', 'load_detector', 'band_indexes',
+           'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching', 'fold_batchnorm',
+           'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'merge_close', 'detections', 'to_geojson',
            'centroids', 'detect_block', 'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect',
            'dcd_detect', 'dcd_batch_detect']
 
@@ -52,6 +52,12 @@ def bright_roof_model(bands=BAND_NAMES, # the band names the model takes
     return BrightRoofNet(n).eval(), card
 
 # %% ../nbs/06_inference.ipynb #43c8ee09
+def detect_rule(card:dict # a model card
+               )->dict:
+    "The card's detection rule (`detect`: chosen for facility F1 on validation, see 07): probability threshold and minimum facility area, m²."
+    r = card.get('detect') or {}
+    return dict(threshold=float(r.get('threshold', card['threshold'])), min_area_m2=float(r.get('min_area_m2', 0.)))
+
 _CARD_KEYS = ('name', 'version', 'bands', 'norm', 'threshold')
 
 def check_card(card:dict, where='the model card')->dict:
@@ -404,7 +410,7 @@ def predict_raster(path:str|Path, # GeoTIFF / COG / VRT
 
 def _run_panel(path, idx, model, card, device, ys, xs, a, b, H, T, overlap, blend, tta, batch_size, writer, stats, bar, pad=False):
     "Stream the tiles `xs` (all rows) and commit columns a..b: rolling accumulator, batches across strips."
-    amp, thr, norm = autocast_dtype(device), float(card['threshold']), _normalizer(card)
+    amp, thr, norm = autocast_dtype(device), detect_rule(card)['threshold'], _normalizer(card)
     wgt = blend_weights(T, overlap, blend)
     x0, Wp = xs[0], xs[-1] + T - xs[0]
     buf = dict(acc=np.zeros((2*T, Wp), np.float32), wsum=np.zeros((2*T, Wp), np.float32))
@@ -515,11 +521,6 @@ def _utm_measures(gdf4326):
         g = gdf4326.geometry[sel].to_crs(z)
         area[sel], per[sel] = g.area.values, g.length.values
     return area, per
-
-def card_min_area(card:dict # a model card
-                 )->float:
-    "The smallest facility (m²) the model card's detection rule keeps (`detect.min_area_m2`, chosen on validation); 0 without a rule."
-    return float((card.get('detect') or {}).get('min_area_m2', 0.))
 
 COLUMNS = ['id', 'lat', 'lon', 'area_m2', 'perimeter_m', 'area_px', 'score_mean', 'score_max', 'source', 'model', 'model_version']
 
@@ -657,7 +658,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
            output_mask=None, # COG binary mask (uint8 0/1)
            output_prob=None, # COG probability (uint8 0..255)
            min_area:float=100, # drop detections under this many pixels
-           min_area_m2:float|None=None, # drop detections under this many m² (None: the model card's rule, `card_min_area`)
+           min_area_m2:float|None=None, # drop detections under this many m² (None: the model card's rule, `detect_rule`)
            merge_distance:float=10., # metres: merge detections closer than this
            edge:int=50, # drop detections within this many px of the raster's edge
            regularize:str|None=None, # None, 'simplify' or 'rectangle'
@@ -668,12 +669,12 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
           )->gpd.GeoDataFrame:
     "Detect data centers in one image and write the requested outputs atomically; return the detections."
     check_card(card)
-    if min_area_m2 is None: min_area_m2 = card_min_area(card)
+    if min_area_m2 is None: min_area_m2 = detect_rule(card)['min_area_m2']
     info = _check_image(image, card, pixel_coords)
     outs = {k: v for k, v in dict(output_geojson=output_geojson, output_centroids=output_centroids, output_csv=output_csv,
             output_gpkg=output_gpkg, output_parquet=output_parquet, output_mask=output_mask, output_prob=output_prob).items() if v}
     params = dict(tile_size=kw.get('tile_size', 256), overlap=kw.get('overlap', 32), blend=kw.get('blend', 'cosine'),
-                  tta=kw.get('tta', False), threshold=card['threshold'], min_area=min_area, min_area_m2=min_area_m2,
+                  tta=kw.get('tta', False), threshold=detect_rule(card)['threshold'], min_area=min_area, min_area_m2=min_area_m2,
                   merge_distance=merge_distance, edge=edge, regularize=regularize)
     tags = provenance(source=Path(image).name, source_path=Path(image).resolve(), model=card['name'],
                       model_version=card['version'], **params)
@@ -853,7 +854,7 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
     finally: bar.close()
     parts = [gpd.read_file(work_dir/done[keys[p]]['part']) if done[keys[p]]['n'] else None for p in paths]
     merged = merge_parts([p for p in parts if p is not None], merge_distance)
-    min_m2 = card_min_area(model_card) if min_m2 is None else min_m2
+    min_m2 = detect_rule(model_card)['min_area_m2'] if min_m2 is None else min_m2
     merged = merged[~(merged.area_m2 < min_m2)].assign(id=lambda d: np.arange(1, len(d)+1)).reset_index(drop=True)
     tags = provenance(inputs=len(paths), model=model_card['name'], model_version=model_card['version'],
                       merge_distance=merge_distance, min_area_m2=min_m2, **{k: v for k, v in kw.items() if k not in ('threads',)})

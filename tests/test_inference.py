@@ -55,6 +55,9 @@ def test_edge_filter_and_min_area(tmp_path, mc):
     m, c = mc   # the model card's facility rule is the default, and an explicit value overrides it
     assert len(detect(s, m, dict(c, detect=dict(min_area_m2=400)), tile_size=128, overlap=32, edge=0, min_area=0)) == 2
     assert len(detect(s, m, dict(c, detect=dict(min_area_m2=400)), tile_size=128, overlap=32, edge=0, min_area=0, min_area_m2=0)) == 3
+    hi = dict(c, detect=dict(threshold=0.999))   # the rule's threshold makes the mask and polygons (roof pixels are ~0.996)
+    assert len(detect(s, m, hi, tile_size=128, overlap=32, edge=0, min_area=0, output_mask=tmp_path/'hi.tif')) == 0
+    assert read1(tmp_path/'hi.tif').max() == 0
 
 def test_merge_distance(tmp_path, mc):
     s = demo_scene(tmp_path/'s.tif', 256, roofs=((100, 60, 50, 50), (100, 120, 50, 50)))  # 10 px = 6 m apart
