@@ -27,9 +27,9 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery', 'prediction_map',
            'plot_map', 'mask_polygons', 'merge_detections', 'read_chip_index', 'evaluate_chips', 'summarize',
            'write_json', 'tune_facility_rule', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
-           'compare_models', 'html_report', 'report_figures', 'write_report', 'synthetic_benchmark', 'predictor',
-           'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model',
-           'evaluate_model', 'dcd_evaluate']
+           'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
+           'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density',
+           'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -826,13 +826,19 @@ def _items(ev, ids, thr):
         out.append(dict(img=img, truth=msk, prob=prob, pred=prob >= thr, title=cid))
     return out
 
+def facility_detections(ev:dict, metrics:dict)->gpd.GeoDataFrame:
+    "The detections that the facility metrics scored: at the facility rule's threshold, none under its minimum area."
+    f = metrics.get('facility', {})
+    d = ev['detections'][round(float(f.get('threshold', ev['threshold'])), 4)]
+    return d[~(d.area_m2 < float(f.get('min_area_m2', 0.)))].reset_index(drop=True)
+
 def report_figures(ev:dict, metrics:dict, labels:gpd.GeoDataFrame, n_panels:int=4, k:int=6)->dict:
     "All figures of an evaluation, as title -> Figure."
     df, thr = ev['chips'], ev['threshold']
     pos = df[(df.tp + df.fn) > 0].sort_values('dice')
     show = list(pos.chip_id.iloc[np.linspace(0, len(pos)-1, min(n_panels, len(pos))).astype(int)]) if len(pos) else list(df.chip_id[:n_panels])
     fac = pd.DataFrame(metrics['sweep']['facility'])
-    det = ev['detections'][round(thr, 4)]
+    det = facility_detections(ev, metrics)
     return {'Validation panels: RGB | mask | prediction | overlay': plot_panels(_items(ev, show, thr)),
             'Per-chip Dice and IoU': plot_chip_hist(df),
             'Precision-recall (pixel and facility)': plot_pr({'pixel': pr_curve(ev['hist']), 'facility': fac}, thr),
@@ -847,7 +853,7 @@ def write_report(ev:dict, metrics:dict, labels:gpd.GeoDataFrame, output_dir:Path
     if real is not None: metrics = metrics | dict(fp_density_real=_clean(real.drop(columns=[c for c in ('path',) if c in real]).to_dict('records')))
     figs = report_figures(ev, metrics, labels)
     paths = {t: save_png(f, out/(''.join(ch if ch.isalnum() else '_' for ch in t.lower()).strip('_')[:40] + '.png')) for t, f in figs.items()}
-    det = ev['detections'][round(ev['threshold'], 4)]
+    det = facility_detections(ev, metrics)
     with atomic_path(out/'detections.geojson') as tmp: det.to_file(tmp, driver='GeoJSON')
     j = write_json(metrics, out/'metrics.json')
     h = html_report(metrics, paths, out/'report.html', comparison=comparison if comparison is not None else comparison_table({}), real=real)
