@@ -1,5 +1,6 @@
 "The papermill runner: resume after a failing step, parameter changes cascade, clear failures, the CLI."
 import json, subprocess, sys
+import pandas as pd
 from pathlib import Path
 import pytest
 from datacenter_detector.pipeline import run_pipeline, StepFailed, _demo_nb
@@ -92,7 +93,12 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     labels = gpd.read_file(run/'02_label'/'labels.geojson')
     assert len(labels) == 190 and set(labels.split) == {'train', 'val', 'test'}
     det = gpd.read_file(run/'06_inference'/'detections.geojson')
-    assert {'lat', 'lon', 'area_m2', 'score_mean', 'model'} <= set(det.columns) and det.crs.to_epsg() == 4326
+    csv = pd.read_csv(run/'06_inference'/'detections.csv', comment='#')   # the CSV keeps its columns even when nothing is found
+    assert {'lat', 'lon', 'area_m2', 'score_mean', 'model'} <= set(csv.columns) and len(csv) == len(det)
+    assert len(det) == 0 or det.crs.to_epsg() == 4326
+    from datacenter_detector.inference import detect_rule, load_detector
+    prov = json.loads((run/'06_inference'/'detections.geojson').read_text())['provenance']   # detected with the shipped card's rule
+    assert float(prov['threshold']) == detect_rule(load_detector()[1])['threshold'] and prov['model'] == 'unet4'
     with rasterio.open(run/'06_inference'/'mask.tif') as s: assert s.tags()['model'] == 'unet4'
     assert json.loads((run/'07_evaluation'/'fp_density_real.json').read_text())['scenes']
     met = json.loads((run/'07_evaluation'/'metrics.json').read_text())
