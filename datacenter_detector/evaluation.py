@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Callable, Iterable
 import numpy as np, pandas as pd, geopandas as gpd, shapely, shapely.geometry, rasterio
 from affine import Affine
-from rasterio.features import shapes as rio_shapes
 from rasterio.warp import transform_bounds
 from scipy.optimize import linear_sum_assignment
 from matplotlib.figure import Figure
 from matplotlib.colors import ListedColormap
 from tqdm.auto import tqdm
 from .data import read_pair
-from .inference import detect_rule
+from .inference import detect_rule, prob_detections, merge_parts
 from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, write_raster, Grid, RUNS_DIR, MODELS, repo_dir, cli
 
 # %% auto #0
@@ -25,8 +24,8 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'facility_metrics', 'facility_counts', 'hard_negative_rates', 'valid_area_km2', 'fp_density',
            'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay', 'plot_panels',
            'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery', 'prediction_map',
-           'plot_map', 'mask_polygons', 'merge_detections', 'read_chip_index', 'evaluate_chips', 'summarize',
-           'write_json', 'tune_facility_rule', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
+           'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'summarize', 'write_json',
+           'tune_facility_rule', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
            'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
            'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density',
            'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate']
@@ -493,41 +492,13 @@ def plot_map(pred:gpd.GeoDataFrame, labels:gpd.GeoDataFrame, # predictions, labe
     return fig
 
 # %% ../nbs/07_evaluation.ipynb #bdbe58c8
-def mask_polygons(prob:np.ndarray, # probabilities (H, W) in 0..1
-                  transform, crs, # the chip's grid
-                  threshold:float=0.5, min_area_m2:float=36.)->gpd.GeoDataFrame:
-    "Connected regions of `prob >= threshold` as polygons (in `crs`) with area_m2, score_mean and score_max."
-    prob = np.asarray(prob, np.float32); m = (prob >= threshold).astype(np.uint8)
-    if not m.any(): return gpd.GeoDataFrame(dict(area_m2=[], score_mean=[], score_max=[]), geometry=[], crs=crs)
-    from scipy import ndimage
-    lab, n = ndimage.label(m)
-    geoms = {int(v): shapely.geometry.shape(g) for g, v in rio_shapes(lab.astype(np.int32), mask=m.astype(bool), transform=transform)}
-    idx = np.arange(1, n+1)
-    mean, mx = ndimage.mean(prob, lab, idx), ndimage.maximum(prob, lab, idx)
-    gdf = gpd.GeoDataFrame(dict(score_mean=mean, score_max=mx), geometry=[geoms.get(int(i), shapely.Polygon()) for i in idx], crs=crs)
-    gdf['area_m2'] = gdf.geometry.area if is_metric(crs) else gdf.to_crs(utm_epsg(*np.asarray(gdf.to_crs(4326).union_all().centroid.coords[0]))).area
-    return gdf[gdf.area_m2 >= min_area_m2].reset_index(drop=True)
-
-def merge_detections(parts:list # GeoDataFrames of polygons (any CRSs) with score_mean, score_max, area_m2 and optionally site_id
-                    )->gpd.GeoDataFrame:
-    "Polygons from many chips, merged where they touch or overlap, in EPSG:4326 with id, lat, lon, area_m2, score_mean, score_max."
-    parts = [p.to_crs(4326) for p in parts if len(p)]
-    cols = ['id', 'lat', 'lon', 'area_m2', 'score_mean', 'score_max', 'site_id']
-    if not parts: return gpd.GeoDataFrame({c: [] for c in cols}, geometry=[], crs=4326)
-    allp = pd.concat(parts, ignore_index=True)
-    u = shapely.union_all(shapely.make_valid(allp.geometry.values))
-    merged = gpd.GeoDataFrame(geometry=[g for g in shapely.get_parts(u) if g.geom_type == 'Polygon'], crs=4326)
-    j = gpd.sjoin(allp.assign(w=allp.area_m2), merged, predicate='intersects', how='inner')
-    agg = j.groupby('index_right').apply(lambda d: pd.Series(dict(score_mean=np.average(d.score_mean, weights=d.w), score_max=d.score_max.max(),
-                                                            site_id=d.site_id.mode().iloc[0] if 'site_id' in d and d.site_id.notna().any() else -1)), include_groups=False)
-    merged = merged.join(agg)
-    epsg, g = _local_utm(merged)
-    merged['area_m2'] = shapely.area(g)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore'); c = merged.geometry.centroid
-    merged['lat'], merged['lon'], merged['id'] = c.y, c.x, np.arange(len(merged))
-    merged['site_id'] = merged.site_id.astype(int)
-    return merged[cols + ['geometry']]
+def merge_chips(parts:list, # per-chip detections from `inference.prob_detections`, `source` = chip_id
+                sites:dict, # chip_id -> site_id
+                merge_distance:float=10. # metres: detections closer than this become one, across chips
+               )->gpd.GeoDataFrame:
+    "Detections of many chips merged as `dcd_batch_detect` merges its inputs (EPSG:4326, inference's COLUMNS), with their chip's site_id."
+    d = merge_parts(parts, merge_distance)
+    return d.assign(site_id=np.array([sites[s.split(';')[0]] for s in d.source], int))
 
 # %% ../nbs/07_evaluation.ipynb #36d89abb
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)   # the thresholds at which facilities are scored
@@ -543,12 +514,15 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
                    chips_dir:Path|str, masks_dir:Path|str,
                    split:str|None='test', threshold:float=0.5,
                    sweep:Iterable=SWEEP, # facility sweep thresholds
-                   min_area_m2:float=36., ignore:int=255)->dict:
+                   card:dict|None=None, # names the detections (name, version); None: a placeholder
+                   min_area:float=100, # px: drop smaller detections (as `detect`)
+                   merge_distance:float=10., # metres: merge detections closer than this, within and across chips (as `detect`)
+                   ignore:int=255)->dict:
     "Run `predict` over the chips of `split`: per-chip table, histograms, detections (at `threshold` and each sweep threshold), kept probabilities."
     idx = read_chip_index(chips_dir, split)
     rows, hist, keep = [], np.zeros((2, 100), np.int64), {}
     sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(threshold), 4)})
-    dets = {t: [] for t in sweep}
+    dets, card = {t: [] for t in sweep}, card or dict(name='model', version='')
     for r in tqdm(idx.itertuples(), total=len(idx), desc=f'evaluating {split or "all"}', leave=False):
         chip, mp_ = Path(chips_dir)/r.path, Path(masks_dir)/f'{r.chip_id}.tif'
         if not mp_.exists(): raise FileNotFoundError(f"Mask {mp_} for chip {r.chip_id} not found: run dcd_masks on {chips_dir}.")
@@ -560,10 +534,10 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
         meta = dict(chip_id=r.chip_id, site_id=int(r.site_id), kind=getattr(r, 'kind', ''), area_km2=float(valid.sum()*abs(tfm.a*tfm.e)/1e6))
         rows.append(chip_row(prob >= threshold, msk, ignore, **meta))
         hist += prob_hist(prob, msk, ignore=ignore)
-        for t in sweep: dets[t].append(mask_polygons(prob, tfm, crs, t, min_area_m2).assign(site_id=int(r.site_id), chip_id=r.chip_id))
-    df = pd.DataFrame(rows)
+        for t in sweep: dets[t].append(prob_detections(prob, tfm, crs, card, t, min_area, source=r.chip_id, edge=0, merge_distance=merge_distance, min_area_m2=0.))
+    df, sites = pd.DataFrame(rows), dict(zip(idx.chip_id, idx.site_id.astype(int)))
     return dict(index=idx, chips=df, hist=hist, probs=keep, threshold=float(threshold),
-                detections={t: merge_detections(v) for t, v in dets.items()}, chips_dir=str(chips_dir), masks_dir=str(masks_dir), split=split)
+                detections={t: merge_chips(v, sites, merge_distance) for t, v in dets.items()}, chips_dir=str(chips_dir), masks_dir=str(masks_dir), split=split)
 
 # %% ../nbs/07_evaluation.ipynb #f0ef11ac
 def _demo_split(root:Path, # folder to write chips/, masks/ and labels.geojson into
@@ -912,10 +886,13 @@ def model_predictor(checkpoint:Path|str|None=None, # a model folder, model.json/
 
 # %% ../nbs/07_evaluation.ipynb #2a2f25da
 def array_detector(predict:Callable, # predict(img (bands,H,W) uint8) -> probabilities (H,W)
+                   card:dict, # the model card (its facility rule applies unless `kw` overrides it)
                    res:float=0.3, # assumed metres per pixel of the images
                    model_res:float=0.6, # the model's pixel size
-                   threshold:float=0.5, min_area_m2:float=36., mult:int=16)->Callable:
-    "A `detect(path) -> polygons` for images without georeference, resampled from `res` to `model_res`."
+                   mult:int=16, # resample to a multiple of this many pixels
+                   **kw # more `inference.prob_detections` arguments (threshold, min_area, min_area_m2...)
+                  )->Callable:
+    "A `detect(path) -> detections` for images without georeference, resampled from `res` to `model_res`."
     import torch, torch.nn.functional as F
     def detect(path):
         with warnings.catch_warnings():
@@ -926,7 +903,8 @@ def array_detector(predict:Callable, # predict(img (bands,H,W) uint8) -> probabi
         x = F.interpolate(torch.from_numpy(img)[None].float(), size=(h, w), mode='area')[0].round().clamp(0, 255).to(torch.uint8).numpy()
         prob = np.asarray(predict(x), np.float32)
         rx, ry = img.shape[2]*res/w, img.shape[1]*res/h   # ~model_res; exact so areas stay true to the assumed pixel size
-        return mask_polygons(prob, Affine(rx, 0, 0, 0, -ry, h*ry), 32631, threshold, min_area_m2)   # a local metric frame, no real location
+        frame = Affine(rx, 0, 500_000, 0, -ry, h*ry)     # a local metric frame on UTM 31N's central meridian: no real location
+        return prob_detections(prob, frame, 32631, card, **dict(dict(edge=0, source=Path(path).name), **kw))
     return detect
 
 # %% ../nbs/07_evaluation.ipynb #bfa6f6ff
@@ -963,7 +941,7 @@ def real_fp_density(model4:tuple|None, # (model, card) for 4-band scenes, or Non
             rows.append(dict(name=s['name'], data=s['data'], model='needs ' + ('4-band' if s['bands'] == 'rgbn' else 'RGB') + ' model', detections=None,
                              area_km2=valid_area_km2(s['path'], s['assume_res'])[0], per_km2=None, area_from='')); continue
         m, c = mc
-        det = array_detector(predictor(m, c), s['assume_res'], res, detect_rule(c)['threshold'], max(36., detect_rule(c)['min_area_m2'])) if pd.notna(s['assume_res']) else scene_detector(m, c, res, **detect_kw)
+        det = array_detector(predictor(m, c), c, s['assume_res'], res) if pd.notna(s['assume_res']) else scene_detector(m, c, res, **detect_kw)
         r = fp_density([s], det).iloc[0].to_dict()
         rows.append(dict(name=s['name'], data=s['data'], model=c['name'], **{k: r[k] for k in ('detections', 'area_km2', 'per_km2', 'area_from')}))
     return pd.DataFrame(rows)

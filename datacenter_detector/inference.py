@@ -23,9 +23,9 @@ from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS
 # %% auto #0
 __all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'check_card', 'load_detector', 'band_indexes',
            'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching', 'fold_batchnorm',
-           'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'merge_close', 'detections', 'to_geojson',
-           'centroids', 'detect_block', 'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect',
-           'dcd_detect', 'dcd_batch_detect']
+           'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'merge_close', 'detections', 'prob_detections',
+           'to_geojson', 'centroids', 'detect_block', 'detect', 'find_inputs', 'n_blocks', 'merge_parts',
+           'batch_detect', 'dcd_detect', 'dcd_batch_detect']
 
 # %% ../nbs/06_inference.ipynb #67ad2616
 class BrightRoofNet(nn.Module):
@@ -585,6 +585,21 @@ def _bounds(transform, shape):
     t = transform
     xs, ys = zip(*[(t.a*c + t.b*r + t.c, t.d*c + t.e*r + t.f) for c, r in ((0, 0), (W, 0), (0, H), (W, H))])
     return (min(xs), min(ys), max(xs), max(ys))
+
+# %% ../nbs/06_inference.ipynb #7bfafe2c
+def prob_detections(prob:np.ndarray, # probabilities (H, W) in 0..1
+                    transform:Affine|None, crs, # the image's grid (None, None: pixel coordinates)
+                    card:dict, # the model card (name, version; its rule's threshold unless `threshold` is given)
+                    threshold:float|None=None, # None: the card's rule (`detect_rule`)
+                    min_area:float=100, # drop detections under this many pixels
+                    **kw # more `detections` arguments: source, edge, merge_distance, min_area_m2, regularize
+                   )->gpd.GeoDataFrame:
+    "Detections from an in-memory probability array, made exactly as `detect` makes them from a raster."
+    prob = np.asarray(prob, np.float32)
+    thr = detect_rule(card)['threshold'] if threshold is None else threshold
+    pieces = Pieces(min_px=min_area)
+    pieces(0, np.round(prob*255).astype(np.uint8), prob >= thr)
+    return detections(pieces.frame(), transform, crs, prob.shape, card, min_area=min_area, **kw)
 
 # %% ../nbs/06_inference.ipynb #69371b5d
 def to_geojson(gdf:gpd.GeoDataFrame, path:str|Path, tags:dict)->Path:

@@ -276,3 +276,30 @@ def test_tta_is_d4_equivariant_and_the_card_rule_applies(tmp_path, tiny_model):
     met = measure_model(*args, n_boot=10, tta=True)[1]
     assert met['facility']['n_pred'] == 0 and met['facility']['min_area_m2'] == 1e9 and met['model']['tta'] is True
     assert measure_model(*args, n_boot=10, min_area_m2=0)[1]['facility']['n_pred'] == met0['facility']['n_pred']   # an explicit value wins
+
+def test_evaluation_scores_what_batch_detect_returns(tmp_path):
+    "One detection path: evaluate_chips' detections are those dcd_batch_detect makes from the same chips, a roof cut by chip edges included."
+    from affine import Affine
+    from datacenter_detector.core import Grid, write_raster, provenance, BAND_NAMES
+    from datacenter_detector.inference import bright_roof_model, batch_detect
+    model, card = bright_roof_model()
+    rng = np.random.default_rng(0)
+    img = rng.normal(90, 10, (4, 256, 256)).clip(0, 255).astype(np.uint8)
+    img[:3, 100:160, 90:200] = 230      # a roof across all four chips
+    img[:3, 20:50, 20:60] = 230         # and one inside a chip
+    g0, idx = Grid.around(-77.44, 39.0, 256), []
+    for i in range(2):
+        for j in range(2):
+            g, cid = Grid(g0.crs, g0.transform @ Affine.translation(j*128, i*128), 128, 128), f'c{i}{j}'
+            write_raster(tmp_path/'chips'/f'{cid}.tif', img[:, i*128:(i+1)*128, j*128:(j+1)*128], g.transform, g.crs, 0, provenance(kind='test'), BAND_NAMES)
+            write_raster(tmp_path/'masks'/f'{cid}.tif', np.zeros((128, 128), np.uint8), g.transform, g.crs, 255, provenance(kind='test'), resampling='nearest')
+            idx.append(dict(chip_id=cid, path=f'{cid}.tif', split='test', kind='positive', site_id=7, geometry=shapely.box(*g.bounds)))
+    gpd.GeoDataFrame(idx, crs=g0.crs).to_crs(4326).to_file(tmp_path/'chips'/'index.geojson')
+    ev = evaluate_chips(predictor(model, card), tmp_path/'chips', tmp_path/'masks', 'test', 0.5, sweep=(), card=card)
+    e = ev['detections'][0.5].sort_values('area_m2').reset_index(drop=True)
+    b = batch_detect(tmp_path/'chips', tmp_path/'b.geojson', model=model, card=card, edge=0, merge_distance=10., min_area_m2=0.,
+                     tile_size=128, overlap=0, progress=False).sort_values('area_m2').reset_index(drop=True)
+    assert len(e) == len(b) == 2 and (e.site_id == 7).all()
+    np.testing.assert_allclose(e.area_m2, b.area_m2, rtol=0.02)
+    assert e.area_m2[1] == pytest.approx(60*110*0.36, rel=0.1)     # the cut roof is one detection again
+    assert e.geometry.intersects(b.geometry).all()
