@@ -379,6 +379,7 @@ VARIANTS = {
     'geo_frozen_nir_adapter': dict(kind='geo', nir='adapter', **_CE(5)),
     'geo_frozen_unet_dec':    dict(**_RGB, decoder='unet', **_CE(5)),
     'clay_v15_frozen_ce1:5':  dict(kind='clay', **_CE(5)),
+    'random_frozen_ce1:1':    dict(**_RGB, backbone='random', **_CE(1)),  # the control: the same ResNet-18, random weights
 }
 
 def build_net(spec:dict, # a VARIANTS entry
@@ -387,7 +388,8 @@ def build_net(spec:dict, # a VARIANTS entry
     "The network of a variant and the normalisation its inputs need (None: the train split's band statistics)."
     if spec['kind'] == 'unet': return UNet(len(bands)), None
     if spec['kind'] == 'geo':
-        return GeoSegmentor(load_geoembed(), bands, spec.get('nir', 'adapter'), spec.get('decoder', 'clay'),
+        bb = load_geoembed() if spec.get('backbone', 'geoembed') == 'geoembed' else freeze(AerialResNet18()).eval()
+        return GeoSegmentor(bb, bands, spec.get('nir', 'adapter'), spec.get('decoder', 'clay'),
                             spec.get('unfreeze', ()), hidden, c_out), {k: v[:len(bands)] for k, v in GEO_NORM.items()}
     if spec['kind'] == 'clay':
         idx = [BAND_NAMES.index(b) for b in bands]

@@ -143,3 +143,19 @@ def test_partly_unfrozen_trains_only_last_stage(chips):
     moved = changed(bb0, seg.backbone.state_dict())
     assert moved and all(k.startswith('layer4.') for k in moved)
     assert 'layer4.1.conv2.weight' in moved
+
+def test_random_control_trains_frozen_and_reloads_as_itself(chips, tmp_path):
+    "The control row: a frozen ResNet-18 with random weights; saved and reloaded, it is still the random one, not geoembed."
+    from datacenter_detector.baseline import VARIANTS, run_variant
+    from datacenter_detector.unet import load_model
+    spec = VARIANTS['random_frozen_ce1:1']
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        row = run_variant('random_frozen_ce1:1', spec, *chips, epochs=1, bs=3, hidden=16, c_out=4, out_dir=tmp_path/'rand')
+    assert row['status'] == 'ran' and row['trainable_params'] < row['total_params'] - 11_000_000   # the backbone stayed frozen
+    net, card = load_model(tmp_path/'rand', 'cpu')
+    geo = load_geoembed().state_dict()
+    assert not torch.equal(net.backbone.state_dict()['conv1.weight'], geo['conv1.weight'])
+    assert card['training']['variant']['backbone'] == 'random'
+    x = torch.rand(1, 4, 32, 32)
+    with torch.no_grad(): assert torch.isfinite(net.eval()(x)).all()
