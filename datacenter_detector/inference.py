@@ -592,14 +592,16 @@ def prob_detections(prob:np.ndarray, # probabilities (H, W) in 0..1
                     card:dict, # the model card (name, version; its rule's threshold unless `threshold` is given)
                     threshold:float|None=None, # None: the card's rule (`detect_rule`)
                     min_area:float=100, # drop detections under this many pixels
-                    **kw # more `detections` arguments: source, edge, merge_distance, min_area_m2, regularize
+                    min_area_m2:float|None=None, # drop detections under this many m² (None: the card's rule, as `detect`)
+                    **kw # more `detections` arguments: source, edge, merge_distance, regularize
                    )->gpd.GeoDataFrame:
     "Detections from an in-memory probability array, made exactly as `detect` makes them from a raster."
     prob = np.asarray(prob, np.float32)
     thr = detect_rule(card)['threshold'] if threshold is None else threshold
     pieces = Pieces(min_px=min_area)
     pieces(0, np.round(prob*255).astype(np.uint8), prob >= thr)
-    return detections(pieces.frame(), transform, crs, prob.shape, card, min_area=min_area, **kw)
+    return detections(pieces.frame(), transform, crs, prob.shape, card, min_area=min_area,
+                      min_area_m2=detect_rule(card)['min_area_m2'] if min_area_m2 is None else min_area_m2, **kw)
 
 # %% ../nbs/06_inference.ipynb #69371b5d
 def to_geojson(gdf:gpd.GeoDataFrame, path:str|Path, tags:dict)->Path:
