@@ -821,10 +821,11 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
                  split:int=8192, # on Dask, inputs wider than this many px become column blocks about this wide, a task each
                  device=None, # torch device
                  progress:bool=True, # progress bar over inputs
-                 **kw # `detect` arguments (min_area, edge, tile_size, overlap, tta, threads, ...)
+                 edge:int=0, # px: drop detections this near each input's edge (0: keep them; the merge across inputs joins a building that input edges cut)
+                 **kw # more `detect` arguments (min_area, tile_size, overlap, tta, threads, ...)
                 )->gpd.GeoDataFrame:
     "Detect in many rasters, resumably (optionally on Dask), and merge the detections across inputs."
-    paths = find_inputs(inputs)
+    paths, kw = find_inputs(inputs), dict(kw, edge=edge)
     min_m2 = kw.pop('min_area_m2', None)  # a facility rule: applied after the merge across inputs (a building may span inputs)
     output_geojson = Path(output_geojson)
     work_dir = Path(work_dir or output_geojson.with_suffix('.parts'))
@@ -945,7 +946,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
                      tile_size:int=256, # tile size, px
                      overlap:int=32, # overlap between tiles, px
                      tta:bool=False, # test-time augmentation
-                     edge:int=50, # drop detections within this many px of each image's edge
+                     edge:int=0, # drop detections within this many px of each image's edge (0: keep them; the merge joins what input edges cut)
                      device:str=None, # torch device
                      threads:int=None, # torch threads per process
                      no_compile:bool=False, # never torch.compile the model

@@ -223,7 +223,7 @@ def chips(tmp_path_factory):
     return d
 
 def test_batch_dedup(tmp_path, chips, mc):
-    g = batch_detect(chips, tmp_path/'all.geojson', model=mc[0], card=mc[1], edge=0, tile_size=128, progress=False, merge_distance=5)
+    g = batch_detect(chips, tmp_path/'all.geojson', model=mc[0], card=mc[1], tile_size=128, progress=False, merge_distance=5)  # default edge: 0
     assert len(g) == 4  # the straddling roof is seen by two chips once, and neighbours' overlaps de-duplicated
     straddle = g.loc[g.area_m2.idxmax()]
     assert ';' in straddle.source and abs(straddle.area_m2 - 60*100*0.36) < 0.1*60*100*0.36
