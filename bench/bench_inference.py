@@ -5,7 +5,7 @@ Writes bench/results/inference.json and prints one summary line. Run from the re
     .venv/bin/python bench/bench_inference.py --tp-size 8192 # the issue's full-size throughput run (slow on 2 shared cores)
 Figures are one run's on a shared, noisy machine: read the ratios, not the absolute numbers.
 """
-import argparse, json, os, resource, subprocess, sys, tempfile, time
+import argparse, json, os, resource, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np, torch, rasterio
 from rasterio.features import shapes
@@ -214,6 +214,7 @@ def main():
                rss32=lambda: ('rss_base32_4096', rss(work, [4096], 32)))
     for part in a.parts.split(','):
         k, v = run[part](); res[k] = v; RES.write_text(json.dumps(res, indent=1)); print(part, 'done', flush=True)
+    if not a.work: shutil.rmtree(work, ignore_errors=True)   # our own scratch folder; a --work folder is the caller's
     res['machine']['load_avg_at_end'] = os.getloadavg()
     RES.write_text(json.dumps(res, indent=1))
     tp, r, s = res.get('throughput_8192', res.get('throughput', {})), res.get('rss', {}), res.get('seams', {})

@@ -9,7 +9,7 @@ Wall time and this process's CPU time are both recorded; on a loaded shared mach
 256x256) plus the measured per-chip data-loading time (read + augment + normalise of real-format COG chips), times
 ceil(757/16) batches. The machine is shared with other processes: read the ratio, not the absolute numbers.
 """
-import argparse, json, math, os, platform, tempfile, time
+import argparse, json, math, os, platform, shutil, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 from datacenter_detector.core import autocast_dtype, cpu_has_bf16, seed_everything
@@ -61,6 +61,7 @@ def main():
     for i in range(len(dm.train_ds)): dm.train_ds[i]; n += 1
     load_s, load_cpu = (time.perf_counter() - t)/n, (time.process_time() - c)/n
     data = batches(dm, max(a.timed + 1, a.traj))
+    shutil.rmtree(tmp)   # the batches are in memory now
     lf = make_loss('bce_dice')
     # speed: both modes warmed up, then timed batches alternating fp32 / bf16 so that load changes hit both alike
     models = {k: make(a.base, k == 'bf16') for k in ('fp32', 'bf16')}
