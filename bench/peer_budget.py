@@ -1,0 +1,50 @@
+"""Our U-Net against the smp Unet peer at equal training budgets (issue 6), on the synthetic benchmark's test sites.
+
+Each pair trained on the same chips, splits, schedule and seed (05b's slow cells, work folder runs/ship05b):
+stage 1 (18 epochs) and stages 1 + 2 (the shipped budget). Every model is evaluated with `measure_model` (what
+`dcd_evaluate` runs: the card's threshold and val-tuned facility rule) on the same test chips. Its card's val and test
+pixel figures are stored with it. Writes bench/results/peer_budget.json and prints one line per pair.
+SYNTHETIC scenes: these are not real-NAIP accuracy figures.
+
+    .venv/bin/python bench/peer_budget.py [--work runs/ship05b] [--bench runs/compare3/benchmark] [--shipped <our two-stage model>]
+"""
+import argparse, json, warnings
+from pathlib import Path
+from datacenter_detector.evaluation import measure_model
+from datacenter_detector.labels import load_labels
+from datacenter_detector.core import LABELS
+import datacenter_detector
+
+SHIPPED = Path(datacenter_detector.__file__).parent/'assets'/'models'/'unet4'
+
+PAIRS = {'stage 1 (18 epochs)': ('unet4', 'smp_18ep'), 'stages 1 + 2 (the shipped budget)': ('{shipped}', 'smp_ft')}
+
+def row(model, bench, labels):
+    "A model's card figures (val/test pixels at its threshold, its rule) and its test evaluation."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        _, met, card = measure_model(str(model), str(bench/'chips'), str(bench/'masks'), labels, n_boot=200)
+    fac = met['facility']['either']
+    return dict(model=str(model), name=card['name'], params_M=round(card['n_params']/1e6, 2), threshold=card['threshold'],
+                card_val_iou=round(card['metrics']['val']['iou'], 3), card_test_iou=round(card['metrics']['test']['iou'], 3),
+                rule=card.get('detect'), eval_test_iou=round(met['pixel']['micro']['iou'], 3),
+                facility=dict(n_true=met['facility']['n_true'], found=fac['tp'], false=fac['fp'], f1=round(fac['f1'], 3)),
+                training=dict(epochs_run=card['metrics'].get('epochs_run'), init=card['training'].get('init')))
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--work', default='runs/ship05b'); ap.add_argument('--bench', default='runs/compare3/benchmark')
+    ap.add_argument('--shipped', default=str(SHIPPED), help="our model after both stages (default: the packaged unet4)")
+    a = ap.parse_args()
+    work, bench, labels = Path(a.work), Path(a.bench), load_labels(LABELS)
+    res = dict(what=__doc__.splitlines()[0], data=f'{bench} (synthetic benchmark, hard): SYNTHETIC scenes, not real NAIP', pairs={})
+    for k, (ours, peer) in PAIRS.items():
+        ours = Path(a.shipped) if ours == '{shipped}' else work/ours
+        res['pairs'][k] = dict(ours=row(ours, bench, labels), peer=row(work/peer, bench, labels))
+        o, p = res['pairs'][k]['ours'], res['pairs'][k]['peer']
+        print(f"{k}: test IoU ours {o['eval_test_iou']} vs smp {p['eval_test_iou']}; val IoU {o['card_val_iou']} vs {p['card_val_iou']}; "
+              f"facility F1 {o['facility']['f1']} vs {p['facility']['f1']}")
+    out = Path(__file__).parent/'results'/'peer_budget.json'; out.write_text(json.dumps(res, indent=1))
+    print('->', out)
+
+if __name__ == '__main__': main()
