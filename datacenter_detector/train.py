@@ -158,16 +158,19 @@ class CPUAutocast(Callback):
 def fastai_learner(model:nn.Module, # the UNet (the same class Lightning trains)
                    dm:ChipDataModule, # its train/val DataLoaders are used as they are
                    loss:str='bce_dice', # loss name
-                   path:Path|str|None=None, # fastai's working folder (lr_find's temporary weights)
+                   path:Path|str|None=None, # fastai's working folder (lr_find's temporary weights); None: a temporary one, removed with the Learner
                    amp:bool=True): # bf16 + channels_last when the CPU supports it
     "A fastai `Learner` over `model` and the DataModule's DataLoaders, with the same loss."
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
     from fastai.optimizer import Adam
     if not hasattr(dm, 'train_ds'): dm.setup('fit')
-    dls = DataLoaders(dm.train_dataloader(), dm.val_dataloader(), path=path or tempfile.mkdtemp(), device=torch.device('cpu'))
+    scratch = None if path else tempfile.TemporaryDirectory(prefix='dcd-fastai-')
+    dls = DataLoaders(dm.train_dataloader(), dm.val_dataloader(), path=path or scratch.name, device=torch.device('cpu'))
     cbs = [CPUAutocast()] if amp and autocast_dtype(torch.device('cpu')) is not None else []
-    return Learner(dls, model, loss_func=make_loss(loss), opt_func=Adam, wd=ONE_CYCLE['wd'], cbs=cbs, path=dls.path)
+    learn = Learner(dls, model, loss_func=make_loss(loss), opt_func=Adam, wd=ONE_CYCLE['wd'], cbs=cbs, path=dls.path)
+    learn.scratch = scratch   # the temporary folder lives as long as the Learner
+    return learn
 
 def find_lr(learn, # a Learner from `fastai_learner`
             num_it:int=50 # LR steps to try
