@@ -12,12 +12,7 @@ import argparse, json, warnings
 from pathlib import Path
 from datacenter_detector.evaluation import measure_model
 from datacenter_detector.labels import load_labels
-from datacenter_detector.core import LABELS
-import datacenter_detector
-
-SHIPPED = Path(datacenter_detector.__file__).parent/'assets'/'models'/'unet4'
-
-PAIRS = {'stage 1 (18 epochs)': ('unet4', 'smp_18ep'), 'stages 1 + 2 (the shipped budget)': ('{shipped}', 'smp_ft')}
+from datacenter_detector.core import LABELS, MODELS
 
 def row(model, bench, labels):
     "A model's card figures (val/test pixels at its threshold, its rule) and its test evaluation."
@@ -34,13 +29,13 @@ def row(model, bench, labels):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--work', default='runs/ship05b'); ap.add_argument('--bench', default='runs/compare3/benchmark')
-    ap.add_argument('--shipped', default=str(SHIPPED), help="our model after both stages (default: the packaged unet4)")
+    ap.add_argument('--shipped', default=str(MODELS/'unet4'), help="our model after both stages (default: the packaged unet4)")
     a = ap.parse_args()
     work, bench, labels = Path(a.work), Path(a.bench), load_labels(LABELS)
     res = dict(what=__doc__.splitlines()[0], data=f'{bench} (synthetic benchmark, hard): SYNTHETIC scenes, not real NAIP', pairs={})
-    for k, (ours, peer) in PAIRS.items():
-        ours = Path(a.shipped) if ours == '{shipped}' else work/ours
-        res['pairs'][k] = dict(ours=row(ours, bench, labels), peer=row(work/peer, bench, labels))
+    pairs = {'stage 1 (18 epochs)': (work/'unet4', work/'smp_18ep'), 'stages 1 + 2 (the shipped budget)': (Path(a.shipped), work/'smp_ft')}
+    for k, (ours, peer) in pairs.items():
+        res['pairs'][k] = dict(ours=row(ours, bench, labels), peer=row(peer, bench, labels))
         o, p = res['pairs'][k]['ours'], res['pairs'][k]['peer']
         print(f"{k}: test IoU ours {o['eval_test_iou']} vs smp {p['eval_test_iou']}; val IoU {o['card_val_iou']} vs {p['card_val_iou']}; "
               f"facility F1 {o['facility']['f1']} vs {p['facility']['f1']}")

@@ -904,7 +904,7 @@ def array_detector(predict:Callable, # predict(img (bands,H,W) uint8) -> probabi
         prob = np.asarray(predict(x), np.float32)
         rx, ry = img.shape[2]*res/w, img.shape[1]*res/h   # ~model_res; exact so areas stay true to the assumed pixel size
         frame = Affine(rx, 0, 500_000, 0, -ry, h*ry)     # a local metric frame on UTM 31N's central meridian: no real location
-        return prob_detections(prob, frame, 32631, card, **dict(dict(edge=0, source=Path(path).name), **kw))
+        return prob_detections(prob, frame, 32631, card, **{'edge': 0, 'source': Path(path).name, **kw})
     return detect
 
 # %% ../nbs/07_evaluation.ipynb #bfa6f6ff

@@ -303,18 +303,3 @@ def test_evaluation_scores_what_batch_detect_returns(tmp_path):
     np.testing.assert_allclose(e.area_m2, b.area_m2, rtol=0.02)
     assert e.area_m2[1] == pytest.approx(60*110*0.36, rel=0.1)     # the cut roof is one detection again
     assert e.geometry.intersects(b.geometry).all()
-
-def test_array_detector_applies_the_card_rule(tmp_path):
-    "Images without georeference (UC Merced) are scored with the model card's facility rule, as `detect` scores scenes."
-    import rasterio, warnings
-    from datacenter_detector.inference import bright_roof_model
-    model, card = bright_roof_model(('red', 'green', 'blue'))
-    img = np.full((3, 256, 256), 60, np.uint8); img[:, 40:200, 40:200] = 240     # a bright roof, 48 m square at 0.3 m
-    p = tmp_path/'x.tif'
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        with rasterio.open(p, 'w', driver='GTiff', width=256, height=256, count=3, dtype='uint8') as ds: ds.write(img)
-    d = array_detector(predictor(model, card), card, res=0.3)(p)
-    assert len(d) == 1 and d.area_m2[0] == pytest.approx(48*48, rel=0.1)
-    big = dict(card, detect=dict(threshold=0.5, min_area_m2=5000.))
-    assert len(array_detector(predictor(model, big), big, res=0.3)(p)) == 0
