@@ -15,8 +15,8 @@ from datacenter_detector.core import LABELS, provenance
 
 TARGETS = dict(pixel_iou=0.80, facility_f1=0.90)
 
-def measure(model, chips, masks, split, labels, tta):
-    "Pixel and facility figures of `model` on one split of a benchmark."
+def measure(model, chips, masks, split, labels, tta=False):
+    "Pixel and facility figures of `model` on one split of a benchmark (also used by peer_budget.py), and its card."
     t0 = time.time()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -25,7 +25,7 @@ def measure(model, chips, masks, split, labels, tta):
     return dict(split=split, tta=tta, n_chips=met['n_chips'], n_sites=met['n_sites'],
                 pixel={k: round(px[k], 4) for k in ('iou', 'dice', 'precision', 'recall')},
                 facility=dict(n_true=met['facility']['n_true'], found=fac['tp'], false=fac['fp'], f1=round(fac['f1'], 4)),
-                seconds=round(time.time() - t0, 1), card=dict(name=card['name'], threshold=card['threshold'], rule=card.get('detect')))
+                seconds=round(time.time() - t0, 1), card=dict(name=card['name'], threshold=card['threshold'], rule=card.get('detect'))), card
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,7 +36,7 @@ def main():
     for split in ('val', 'test'):
         chips, masks = synthetic_benchmark(Path(a.work)/split, split)
         for tta in (False, True):
-            rows.append(measure(a.model, chips, masks, split, labels, tta))
+            rows.append(measure(a.model, chips, masks, split, labels, tta)[0])
             r = rows[-1]
             print(f"{split} tta={tta}: pixel IoU {r['pixel']['iou']:.3f}, facility F1 {r['facility']['f1']:.3f} "
                   f"({r['facility']['found']} of {r['facility']['n_true']} found, {r['facility']['false']} false), {r['seconds']} s")

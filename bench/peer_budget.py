@@ -9,22 +9,17 @@ SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
     .venv/bin/python bench/peer_budget.py [--work runs/ship05b] [--bench runs/compare3/benchmark]
 """
-import argparse, json, warnings
+import argparse, json
 from pathlib import Path
-from datacenter_detector.evaluation import measure_model
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS
+from bench_accuracy import measure   # the same evaluation as the accuracy benchmark (bench/ is on sys.path when run as a script)
 
 def row(model, bench, labels):
-    "A model's card figures (val/test pixels at its threshold, its rule) and its test evaluation."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        _, met, card = measure_model(str(model), str(bench/'chips'), str(bench/'masks'), labels, n_boot=200)
-    fac = met['facility']['either']
-    return dict(model=str(model), name=card['name'], params_M=round(card['n_params']/1e6, 2), threshold=card['threshold'],
-                card_val_iou=round(card['metrics']['val']['iou'], 3), card_test_iou=round(card['metrics']['test']['iou'], 3),
-                rule=card.get('detect'), eval_test_iou=round(met['pixel']['micro']['iou'], 3),
-                facility=dict(n_true=met['facility']['n_true'], found=fac['tp'], false=fac['fp'], f1=round(fac['f1'], 3)),
+    "A model's test evaluation (`measure`) with its card's figures (val/test pixels at its threshold) and training budget."
+    r, card = measure(str(model), bench/'chips', bench/'masks', 'test', labels)
+    return dict(r, model=str(model), params_M=round(card['n_params']/1e6, 2), card_val_iou=round(card['metrics']['val']['iou'], 3),
+                card_test_iou=round(card['metrics']['test']['iou'], 3),
                 training=dict(epochs_run=card['metrics'].get('epochs_run'), init=card['training'].get('init')))
 
 def main():
@@ -37,8 +32,8 @@ def main():
     for k, (ours, peer) in pairs.items():
         res['pairs'][k] = dict(ours=row(ours, bench, labels), peer=row(peer, bench, labels))
         o, p = res['pairs'][k]['ours'], res['pairs'][k]['peer']
-        print(f"{k}: test IoU ours {o['eval_test_iou']} vs smp {p['eval_test_iou']}; val IoU {o['card_val_iou']} vs {p['card_val_iou']}; "
-              f"facility F1 {o['facility']['f1']} vs {p['facility']['f1']}")
+        print(f"{k}: test IoU ours {o['pixel']['iou']:.3f} vs smp {p['pixel']['iou']:.3f}; val IoU {o['card_val_iou']} vs {p['card_val_iou']}; "
+              f"facility F1 {o['facility']['f1']:.3f} vs {p['facility']['f1']:.3f}")
     out = Path(__file__).parent/'results'/'peer_budget.json'; out.write_text(json.dumps(res, indent=1))
     print('->', out)
 
