@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 import lightning as L
 from torchvision.models import resnet18
 from .core import BAND_NAMES, RGB, NAIP_GSD, wavelengths, seed_everything, autocast_dtype, repo_dir
-from .data import IGNORE, ChipDataModule, read_index, read_pair, make_toy_chips
+from .data import IGNORE, ChipDataModule, read_index, read_pair, make_toy_chips, mask_buffer
 from .unet import UNet, conv_block, n_params, make_card, save_model
 from .train import SegModule, make_loss, metric_collection, ONE_CYCLE, prob_hist, best_threshold
 
@@ -426,7 +426,7 @@ def run_variant(name:str, # row name
         val = best_threshold(*prob_hist(net.eval(), dm.val_dataloader()))
         card = make_card(net, dm.norm, bands, name, threshold=val['threshold'], tile_size=int(dm.val_ds[0][0].shape[-1]),
                          metrics=dict(val=val, test_at_0_5={k: row[k] for k in ('iou', 'dice', 'precision', 'recall')}),
-                         training_data=dict(chips_dir=str(chips_dir), chips=dm.summary()),
+                         training_data=dict(chips_dir=str(chips_dir), chips=dm.summary(), mask_buffer_m=mask_buffer(masks_dir, dm.index.chip_id)),
                          training=dict(variant=spec, epochs=epochs, bs=bs, lr=lr, seed=seed, precision=precision, train_s=row['train_s']))
         row['model_dir'] = str(save_model(net, card, out_dir))
     return row

@@ -5,6 +5,7 @@
 # %% ../nbs/05a_data.ipynb #dbf9c04b
 from __future__ import annotations
 import math
+from collections.abc import Iterable
 from pathlib import Path
 import numpy as np, pandas as pd, geopandas as gpd, torch, torch.nn.functional as F, rasterio
 import lightning as L
@@ -15,8 +16,8 @@ from torch.utils.data import Dataset, DataLoader, WeightedRandomSampler
 from .core import BAND_NAMES, RGB, NAIP_GSD, Grid, write_raster, provenance
 
 # %% auto #0
-__all__ = ['IGNORE', 'KINDS', 'SPLITS', 'read_index', 'split_rows', 'make_toy_chips', 'read_pair', 'band_stats', 'Augment',
-           'ChipDataset', 'kind_weights', 'balanced_sampler', 'ChipDataModule']
+__all__ = ['IGNORE', 'KINDS', 'SPLITS', 'read_index', 'split_rows', 'make_toy_chips', 'read_pair', 'mask_buffer', 'band_stats',
+           'Augment', 'ChipDataset', 'kind_weights', 'balanced_sampler', 'ChipDataModule']
 
 # %% ../nbs/05a_data.ipynb #5f64699b
 IGNORE = 255  # mask value: ignored by losses and metrics (nodata, ignore ring)
@@ -125,6 +126,19 @@ def read_pair(chip:Path|str, # chip GeoTIFF
                                    f"(the mask contract). Regenerate it with dcd_masks.")
     msk = np.where(valid, msk, IGNORE).astype(np.uint8)
     return img, msk, valid
+
+# %% ../nbs/05a_data.ipynb #200856b3
+def mask_buffer(masks_dir:Path|str, # the masks folder
+                chip_ids:Iterable # the chips whose masks to read
+               )->float|None:
+    "The data-center buffer (m) the masks were made with (`dcd_masks`' `buffer_m` tag); None if untagged; an error if they differ."
+    vals = set()
+    for c in chip_ids:
+        with rasterio.open(Path(masks_dir)/f'{c}.tif') as ds: vals.add(ds.tags().get('buffer_m'))
+    vals.discard(None)
+    if len(vals) > 1: raise ValueError(f"The masks in {masks_dir} were made with different buffers ({', '.join(sorted(vals))} m). "
+                                       f"Remake them all with one `dcd_masks --buffer`, so the model learns one outline.")
+    return float(vals.pop()) if vals else None
 
 # %% ../nbs/05a_data.ipynb #02e5bea3
 def band_stats(chips_dir:Path|str, # folder with index.geojson

@@ -676,6 +676,7 @@ def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.saf
     js = Path(model_dir)/'model.json'
     card = json.loads(js.read_text())
     card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']),
+                          shrink_m=detect_rule(card)['shrink_m'],   # what the detections it was tuned on were made with
                           chosen_on=chosen_on or f"{rule.get('split')} split", f1=rule.get('f1'), criterion=rule.get('criterion'),
                           n_facilities=rule.get('n_facilities'), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2')})
     with atomic_path(js) as t: Path(t).write_text(json.dumps(_clean(card), indent=1))

@@ -23,9 +23,9 @@ from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS
 # %% auto #0
 __all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'check_card', 'load_detector', 'band_indexes',
            'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching', 'fold_batchnorm',
-           'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'merge_close', 'detections', 'prob_detections',
-           'to_geojson', 'centroids', 'detect_block', 'detect', 'find_inputs', 'n_blocks', 'merge_parts',
-           'batch_detect', 'dcd_detect', 'dcd_batch_detect']
+           'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'shrink', 'merge_close', 'detections',
+           'prob_detections', 'to_geojson', 'centroids', 'detect_block', 'detect', 'find_inputs', 'n_blocks',
+           'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
 
 # %% ../nbs/06_inference.ipynb #67ad2616
 class BrightRoofNet(nn.Module):
@@ -54,9 +54,11 @@ def bright_roof_model(bands=BAND_NAMES, # the band names the model takes
 # %% ../nbs/06_inference.ipynb #43c8ee09
 def detect_rule(card:dict # a model card
                )->dict:
-    "The card's detection rule (`detect`: chosen for facility F1 on validation, see 07): probability threshold and minimum facility area, m²."
-    r = card.get('detect') or {}
-    return dict(threshold=float(r.get('threshold', card['threshold'])), min_area_m2=float(r.get('min_area_m2', 0.)))
+    "The card's detection rule (`detect`, see 07): probability threshold, minimum facility area (m²), and the shrink (m) back to the roof."
+    r, td = card.get('detect') or {}, card.get('training_data')
+    td = td if isinstance(td, dict) else {}   # a summary: a dict from dcd_train, text elsewhere
+    return dict(threshold=float(r.get('threshold', card['threshold'])), min_area_m2=float(r.get('min_area_m2', 0.)),
+                shrink_m=float(r.get('shrink_m', td.get('mask_buffer_m', 0.)) or 0.))
 
 _CARD_KEYS = ('name', 'version', 'bands', 'norm', 'threshold')
 
@@ -493,6 +495,14 @@ def work_crs(crs, # the image CRS
     xs, ys = _tr(crs, 'EPSG:4326', [(bounds[0]+bounds[2])/2], [(bounds[1]+bounds[3])/2])
     return CRS.from_epsg(utm_epsg(xs[0], ys[0]))
 
+def shrink(gdf:gpd.GeoDataFrame, # detections in a metric CRS (or pixels)
+           distance:float # how far to move every outline inwards, in gdf's units
+          )->gpd.GeoDataFrame:
+    "Move every outline `distance` inwards (a negative buffer); detections thinner than twice it vanish."
+    if len(gdf) == 0 or distance <= 0: return gdf
+    g = gdf.set_geometry(shapely.buffer(gdf.geometry.values, -distance, quad_segs=4))
+    return g[~g.geometry.is_empty]
+
 def merge_close(gdf:gpd.GeoDataFrame, # detections in a metric CRS with n_pixels, score_sum, score_max
                 distance:float # metres: detections closer than this merge
                )->gpd.GeoDataFrame:
@@ -558,7 +568,8 @@ def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.f
                merge_distance:float=10., # metres (pixels/0.6 m without a CRS): merge detections closer than this
                min_area:float=100, # drop detections under this many pixels
                min_area_m2:float=0., # drop detections under this many m²
-               regularize:str|None=None # None, 'simplify' or 'rectangle'
+               regularize:str|None=None, # None, 'simplify' or 'rectangle'
+               shrink_m:float|None=None # metres: move outlines inwards by this before merging (None: the card's rule, `detect_rule`)
               )->gpd.GeoDataFrame:
     "Detections (EPSG:4326, or pixel coordinates without a CRS) with id, lat/lon, area, perimeter, scores, source, model."
     objs = union_touching(pieces)
@@ -568,16 +579,17 @@ def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.f
         near = (b.minx < edge) | (b.miny < edge) | (b.maxx > W - edge) | (b.maxy > H - edge)
         objs = objs[~near.values]
     objs = objs[objs.n_pixels.values >= min_area]  # fragments under min_area px go before merging (as the original did)
+    s = detect_rule(card)['shrink_m'] if shrink_m is None else shrink_m
     if crs is None:
         g = objs.set_crs(None, allow_override=True)
         res = None
-        merged = merge_close(g, m2px(merge_distance, NAIP_GSD))
+        merged = merge_close(shrink(g, m2px(s, NAIP_GSD)), m2px(merge_distance, NAIP_GSD))
     else:
         wcrs = work_crs(crs, _bounds(transform, shape))
         g = gpd.GeoDataFrame(objs.drop(columns='geometry'), geometry=_pixel_to_crs(objs.geometry.values, transform), crs=crs)
         g = g.to_crs(wcrs) if CRS.from_user_input(crs) != wcrs else g
         res = abs(transform.a) if is_metric(crs) else None
-        merged = merge_close(g, merge_distance)
+        merged = merge_close(shrink(g, s), merge_distance)
     return _finish(merged, card, source, min_area, min_area_m2, regularize, res)
 
 def _bounds(transform, shape):
@@ -691,7 +703,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
     outs = {k: v for k, v in dict(output_geojson=output_geojson, output_centroids=output_centroids, output_csv=output_csv,
             output_gpkg=output_gpkg, output_parquet=output_parquet, output_mask=output_mask, output_prob=output_prob).items() if v}
     params = dict(tile_size=kw.get('tile_size', 256), overlap=kw.get('overlap', 32), blend=kw.get('blend', 'cosine'),
-                  tta=kw.get('tta', False), threshold=detect_rule(card)['threshold'], min_area=min_area, min_area_m2=min_area_m2,
+                  tta=kw.get('tta', False), threshold=detect_rule(card)['threshold'], min_area=min_area, min_area_m2=min_area_m2, shrink_m=detect_rule(card)['shrink_m'],
                   merge_distance=merge_distance, edge=edge, regularize=regularize)
     tags = provenance(source=Path(image).name, source_path=Path(image).resolve(), model=card['name'],
                       model_version=card['version'], **params)

@@ -15,13 +15,13 @@ from torchmetrics.classification import BinaryJaccardIndex, BinaryF1Score, Binar
 from fastai.callback.core import Callback
 import fastai.callback.schedule, fastai.callback.progress  # patch Learner with lr_find, fit_one_cycle, no_bar
 from .core import BAND_NAMES, RGB, RUNS_DIR, get_device, autocast_dtype, seed_everything, atomic_path, cli
-from .data import IGNORE, ChipDataModule, read_pair, read_index, make_toy_chips
+from .data import IGNORE, ChipDataModule, read_pair, read_index, make_toy_chips, mask_buffer
 from .unet import UNet, build_model, make_card, save_model, load_model, normalize, n_params
 
 # %% auto #0
 __all__ = ['LOSSES', 'ONE_CYCLE', 'BCEDiceLoss', 'WeightedCELoss', 'FocalLoss', 'make_loss', 'metric_collection', 'scores',
            'best_threshold', 'OneCycle', 'SegModule', 'CPUAutocast', 'fastai_learner', 'find_lr', 'prob_hist',
-           'read_logs', 'plot_learning_curves', 'train', 'val_panels', 'dcd_train']
+           'read_logs', 'plot_learning_curves', 'pixel_metrics', 'train', 'val_panels', 'dcd_train', 'average_models']
 
 # %% ../nbs/05c_train.ipynb #aee2862f
 def _split(logits, y):
@@ -218,6 +218,20 @@ def plot_learning_curves(logs:Path|str, # a run's logs folder (or one metrics.cs
         with atomic_path(out) as t: fig.savefig(t, dpi=100, format='png')
     return fig
 
+def _sources(dm): return sorted(map(str, dm.index['source'].dropna().unique())) if 'source' in dm.index else []
+
+def pixel_metrics(model:nn.Module, # the network, eval mode
+                  dm:ChipDataModule, # its data, set up for 'fit'
+                  amp:torch.dtype|None=None # autocast dtype, or None for fp32
+                 )->dict:
+    "The card's pixel metrics: the threshold that maximises F1 on the val split, and the test split's scores at it."
+    val = best_threshold(*prob_hist(model, dm.val_dataloader(), amp=amp))
+    metrics = dict(note=f"pixel metrics on the chips in {dm.chips_dir} (sources {_sources(dm)}); not real-NAIP accuracy unless the source is real", val=val)
+    if (dm.index['split'] == 'test').any():
+        dm.setup('test'); pos, neg = prob_hist(model, dm.test_dataloader(), amp=amp)
+        metrics['test'] = scores(pos, neg, round(val['threshold']*len(pos)))
+    return metrics
+
 def _precision(dev, amp):
     dt = autocast_dtype(dev) if amp else None
     return {torch.bfloat16: 'bf16-mixed', torch.float16: '16-mixed'}.get(dt, '32-true'), dt
@@ -254,9 +268,10 @@ def train(chips_dir:Path|str, # chips folder (index.geojson + chips)
     dm = ChipDataModule(chips_dir, masks_dir, bands=bands, bs=bs, num_workers=num_workers, aug=aug, seed=seed,
                         norm=None if init_card is None else dict(init_card['norm'], bands=list(bands), n_pixels=init_card['training_data'].get('train_pixels', 0))); dm.setup('fit')
     net = init_model.train() if init_model is not None else build_model(dict(arch, in_ch=len(bands))) if arch else UNet(len(bands), base, depth)
-    srcs = sorted(map(str, dm.index['source'].dropna().unique())) if 'source' in dm.index else []
+    srcs = _sources(dm)
     card = make_card(net, dm.norm, bands, name or ('unet4' if 'nir' in bands else 'unet_rgb'), tile_size=int(dm.train_ds[0][0].shape[-1]),
-                     training_data=dict(chips_dir=str(chips_dir), sources=srcs, chips=dm.summary(), train_pixels=dm.norm['n_pixels']))
+                     training_data=dict(chips_dir=str(chips_dir), sources=srcs, chips=dm.summary(), train_pixels=dm.norm['n_pixels'],
+                                        mask_buffer_m=mask_buffer(masks_dir, dm.index.chip_id)))   # detection shrinks outlines back by it (06)
     if resume == 'last': resume = out/'checkpoints'/'last.ckpt'
     if resume is not None and not Path(resume).exists(): raise FileNotFoundError(f"No checkpoint to resume at {resume}; expected output_dir/checkpoints/last.ckpt of an earlier run.")
     if resume is not None: lr = torch.load(resume, map_location='cpu', weights_only=True)['hyper_parameters']['lr']
@@ -277,13 +292,8 @@ def train(chips_dir:Path|str, # chips folder (index.geojson + chips)
         tr.fit(mod, dm, ckpt_path=resume)
     if ck.best_model_path: mod.load_state_dict(torch.load(ck.best_model_path, map_location='cpu', weights_only=True)['state_dict'])
     model = mod.model.to(dev).to(memory_format=torch.contiguous_format).eval()
-    val = best_threshold(*prob_hist(model, dm.val_dataloader(), amp=dt))
-    metrics = dict(note=f"pixel metrics on the chips in {chips_dir} (sources {srcs}); not real-NAIP accuracy unless the source is real",
-                   val=val, epochs_run=tr.current_epoch, lr=lr, precision=precision)
-    if (dm.index['split'] == 'test').any():
-        dm.setup('test'); pos, neg = prob_hist(model, dm.test_dataloader(), amp=dt)
-        metrics['test'] = scores(pos, neg, round(val['threshold']*len(pos)))
-    card = dict(card, threshold=val['threshold'], metrics=metrics)
+    metrics = pixel_metrics(model, dm, dt) | dict(epochs_run=tr.current_epoch, lr=lr, precision=precision)
+    card = dict(card, threshold=metrics['val']['threshold'], metrics=metrics)
     save_model(model.cpu(), card, out, half=half)
     if list((out/'logs').glob('version_*/metrics.csv')):
         import matplotlib.pyplot as plt
@@ -350,3 +360,29 @@ def dcd_train(chips_dir:str='data/chips', # folder with chips and index.geojson 
     v = card['metrics']['val']
     print(f"wrote {output_dir}/model.safetensors + model.json: {card['name']} {card['arch']}, threshold {card['threshold']:.2f}, "
           f"val F1 {v['f1']:.3f} IoU {v['iou']:.3f}" + (f", test IoU {card['metrics']['test']['iou']:.3f}" if 'test' in card['metrics'] else ''))
+
+# %% ../nbs/05c_train.ipynb #2e195df0
+def average_models(paths:list, # model folders of one lineage: same architecture, bands and band statistics
+                   chips_dir:Path|str, masks_dir:Path|str, # chips whose val split sets the threshold (and test split is scored)
+                   output_dir:Path|str, # writes model.safetensors + model.json
+                   bs:int=16, # batch size for measuring
+                   half:bool=True, # store the weights as fp16
+                   device:str|None=None # 'cpu', 'cuda', 'mps' (default: core.get_device)
+                  )->dict:
+    "Average the weights (BatchNorm statistics included) of `paths` into one model, measure it as `train` does, export it; return its card."
+    ms = [load_model(p, 'cpu') for p in paths]
+    net, c0 = ms[0]
+    for p, (_, c) in zip(paths[1:], ms[1:]):
+        bad = [k for k in ('arch', 'bands', 'norm') if c[k] != c0[k]]
+        if bad: raise ValueError(f"{p} differs from {paths[0]} in {bad}: only models of one lineage (one architecture, band order and "
+                                 f"band statistics, e.g. the stages of a fine-tuning started with train(init=...)) can be averaged.")
+    sds = [m.state_dict() for m, _ in ms]
+    net.load_state_dict({k: sum(sd[k].float() for sd in sds)/len(sds) if v.is_floating_point() else v for k, v in sds[0].items()})
+    dev = get_device(device); _, dt = _precision(dev, True)
+    dm = ChipDataModule(chips_dir, masks_dir, bands=c0['bands'], bs=bs, norm=dict(c0['norm'], bands=list(c0['bands']), n_pixels=0)); dm.setup('fit')
+    metrics = pixel_metrics(net.to(dev).eval(), dm, dt)
+    card = {k: v for k, v in c0.items() if k != 'detect'} | dict(threshold=metrics['val']['threshold'], metrics=metrics,
+            training=dict(averaged=[str(p) for p in paths], members=[c.get('training') for _, c in ms]),
+            training_data=dict(c0['training_data'], members=[c.get('training_data') for _, c in ms]))
+    save_model(net.cpu(), card, output_dir, half=half)
+    return json.loads((Path(output_dir)/'model.json').read_text())
