@@ -1,7 +1,7 @@
 """Our U-Net against the smp Unet peer at equal training budgets (issue 6), on the synthetic benchmark's test sites.
 
 Each pair trained on the same chips, splits, schedule and seed (05b's slow cells, work folder runs/ship05b):
-stage 1 (18 epochs) and stages 1 + 2. (The shipped unet4 had a third stage on new renders, which the peer did not get,
+stage 1 (18 epochs) and stages 1 + 2. (The shipped unet4 had third and fourth stages on new renders, which the peer did not get,
 so the equal-budget pairs stop at stage 2.) Every model is evaluated with `measure_model` (what
 `dcd_evaluate` runs: the card's threshold and val-tuned facility rule) on the same test chips. Its card's val and test
 pixel figures are stored with it. Writes bench/results/peer_budget.json and prints one line per pair.

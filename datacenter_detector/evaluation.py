@@ -514,7 +514,7 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
                    chips_dir:Path|str, masks_dir:Path|str,
                    split:str|None='test', threshold:float=0.5,
                    sweep:Iterable=SWEEP, # facility sweep thresholds
-                   card:dict|None=None, # names the detections (name, version); None: a placeholder
+                   card:dict|None=None, # the model card: names the detections and gives its rule's shrink (`detect_rule`); None: a placeholder, no shrink
                    min_area:float=100, # px: drop smaller detections (as `detect`)
                    merge_distance:float=10., # metres: merge detections closer than this, within and across chips (as `detect`)
                    ignore:int=255)->dict:
@@ -522,7 +522,7 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
     idx = read_chip_index(chips_dir, split)
     rows, hist, keep = [], np.zeros((2, 100), np.int64), {}
     sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(threshold), 4)})
-    dets, card = {t: [] for t in sweep}, card or dict(name='model', version='')
+    dets, card = {t: [] for t in sweep}, card or dict(name='model', version='', threshold=threshold)
     for r in tqdm(idx.itertuples(), total=len(idx), desc=f'evaluating {split or "all"}', leave=False):
         chip, mp_ = Path(chips_dir)/r.path, Path(masks_dir)/f'{r.chip_id}.tif'
         if not mp_.exists(): raise FileNotFoundError(f"Mask {mp_} for chip {r.chip_id} not found: run dcd_masks on {chips_dir}.")
@@ -969,7 +969,7 @@ def measure_model(checkpoint:str|None, # model folder or .ckpt; None: the shippe
     thr = float(threshold if threshold is not None else card.get('threshold', 0.5))
     rule = detect_rule(card) if threshold is None else dict(threshold=thr, min_area_m2=detect_rule(card)['min_area_m2'])
     if min_area_m2 is not None: rule['min_area_m2'] = float(min_area_m2)
-    ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr, sweep=SWEEP + (rule['threshold'],))
+    ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr, sweep=SWEEP + (rule['threshold'],), card=card)
     src = sorted(set(map(str, ev['index']['source']))) if 'source' in ev['index'] else ['unknown']
     data = data or f"chips in {chips_dir} (source: {', '.join(src)})" + ('; SYNTHETIC scenes, not real NAIP accuracy' if any('synth' in s for s in src) else '')
     met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=rule['min_area_m2'], facility_threshold=rule['threshold'],

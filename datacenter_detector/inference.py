@@ -57,7 +57,7 @@ def detect_rule(card:dict # a model card
     "The card's detection rule (`detect`, see 07): probability threshold, minimum facility area (m²), and the shrink (m) back to the roof."
     r, td = card.get('detect') or {}, card.get('training_data')
     td = td if isinstance(td, dict) else {}   # a summary: a dict from dcd_train, text elsewhere
-    return dict(threshold=float(r.get('threshold', card['threshold'])), min_area_m2=float(r.get('min_area_m2', 0.)),
+    return dict(threshold=float(r.get('threshold', card.get('threshold', 0.5))), min_area_m2=float(r.get('min_area_m2', 0.)),
                 shrink_m=float(r.get('shrink_m', td.get('mask_buffer_m', 0.)) or 0.))
 
 _CARD_KEYS = ('name', 'version', 'bands', 'norm', 'threshold')
@@ -496,11 +496,17 @@ def work_crs(crs, # the image CRS
     return CRS.from_epsg(utm_epsg(xs[0], ys[0]))
 
 def shrink(gdf:gpd.GeoDataFrame, # detections in a metric CRS (or pixels)
-           distance:float # how far to move every outline inwards, in gdf's units
+           distance:float, # how far to move every outline inwards, in gdf's units
+           within=None # the image's footprint (a polygon in gdf's CRS): outlines on its edge stay, the building goes on beyond it
           )->gpd.GeoDataFrame:
-    "Move every outline `distance` inwards (a negative buffer); detections thinner than twice it vanish."
+    "Move every outline `distance` inwards (a negative buffer), except along the image's edge; detections thinner than twice it vanish."
     if len(gdf) == 0 or distance <= 0: return gdf
-    g = gdf.set_geometry(shapely.buffer(gdf.geometry.values, -distance, quad_segs=4))
+    g = gdf.geometry.values
+    if within is None: g = shapely.buffer(g, -distance, quad_segs=4)
+    else:   # erode against the seen background only: the outside of the image counts as part of every detection
+        frame = shapely.difference(shapely.box(*shapely.buffer(within, 3*distance).bounds), within)
+        g = shapely.intersection(shapely.buffer(shapely.union(g, frame), -distance, quad_segs=4), within)
+    g = gdf.set_geometry(g)
     return g[~g.geometry.is_empty]
 
 def merge_close(gdf:gpd.GeoDataFrame, # detections in a metric CRS with n_pixels, score_sum, score_max
@@ -583,13 +589,14 @@ def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.f
     if crs is None:
         g = objs.set_crs(None, allow_override=True)
         res = None
-        merged = merge_close(shrink(g, m2px(s, NAIP_GSD)), m2px(merge_distance, NAIP_GSD))
+        merged = merge_close(shrink(g, m2px(s, NAIP_GSD), shapely.box(0, 0, shape[1], shape[0])), m2px(merge_distance, NAIP_GSD))
     else:
         wcrs = work_crs(crs, _bounds(transform, shape))
         g = gpd.GeoDataFrame(objs.drop(columns='geometry'), geometry=_pixel_to_crs(objs.geometry.values, transform), crs=crs)
         g = g.to_crs(wcrs) if CRS.from_user_input(crs) != wcrs else g
         res = abs(transform.a) if is_metric(crs) else None
-        merged = merge_close(shrink(g, s), merge_distance)
+        foot = gpd.GeoSeries(_pixel_to_crs(shapely.segmentize(shapely.box(0, 0, shape[1], shape[0]), max(shape)/16), transform), crs=crs).to_crs(wcrs).iloc[0]
+        merged = merge_close(shrink(g, s, foot), merge_distance)
     return _finish(merged, card, source, min_area, min_area_m2, regularize, res)
 
 def _bounds(transform, shape):
