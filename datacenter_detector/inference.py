@@ -853,7 +853,8 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
     spec = dict(checkpoint=str(checkpoint) if checkpoint else None, device=device, kw=dict(kw, min_area_m2=0.),
                 model=model, card=card)
     same = {k: v for k, v in kw.items() if k not in ('threads', 'progress', 'batch_size')}  # settings that do not change results
-    spec_hash = hashlib.sha1(json.dumps(dict(m=model_card['name'], v=model_card['version'], w=model_card.get('sha256'), ck=spec['checkpoint'], kw=same),
+    spec_hash = hashlib.sha1(json.dumps(dict(m=model_card['name'], v=model_card['version'], w=model_card.get('sha256'), ck=spec['checkpoint'], kw=same,
+                                             rule=detect_rule(model_card)),   # a re-tuned rule in the card makes new parts
                                         sort_keys=True, default=str).encode()).hexdigest()[:12]
     _check_writable(work_dir); _check_writable(output_geojson.parent)
     mpath = work_dir/'manifest.json'
