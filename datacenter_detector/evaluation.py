@@ -522,7 +522,7 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
     idx = read_chip_index(chips_dir, split)
     rows, hist, keep = [], np.zeros((2, 100), np.int64), {}
     sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(threshold), 4)})
-    dets, card = {t: [] for t in sweep}, card or dict(name='model', version='', threshold=threshold)
+    dets, card = {t: [] for t in sweep}, card or dict(name='model', version='')
     for r in tqdm(idx.itertuples(), total=len(idx), desc=f'evaluating {split or "all"}', leave=False):
         chip, mp_ = Path(chips_dir)/r.path, Path(masks_dir)/f'{r.chip_id}.tif'
         if not mp_.exists(): raise FileNotFoundError(f"Mask {mp_} for chip {r.chip_id} not found: run dcd_masks on {chips_dir}.")
@@ -676,7 +676,6 @@ def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.saf
     js = Path(model_dir)/'model.json'
     card = json.loads(js.read_text())
     card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']),
-                          shrink_m=detect_rule(card)['shrink_m'],   # what the detections it was tuned on were made with
                           chosen_on=chosen_on or f"{rule.get('split')} split", f1=rule.get('f1'), criterion=rule.get('criterion'),
                           n_facilities=rule.get('n_facilities'), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2')})
     with atomic_path(js) as t: Path(t).write_text(json.dumps(_clean(card), indent=1))

@@ -58,7 +58,7 @@ def detect_rule(card:dict # a model card
     r, td = card.get('detect') or {}, card.get('training_data')
     td = td if isinstance(td, dict) else {}   # a summary: a dict from dcd_train, text elsewhere
     return dict(threshold=float(r.get('threshold', card.get('threshold', 0.5))), min_area_m2=float(r.get('min_area_m2', 0.)),
-                shrink_m=float(r.get('shrink_m', td.get('mask_buffer_m', 0.)) or 0.))
+                shrink_m=float(td.get('mask_buffer_m') or 0.))   # the masks' buffer, recorded by train
 
 _CARD_KEYS = ('name', 'version', 'bands', 'norm', 'threshold')
 
@@ -574,8 +574,7 @@ def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.f
                merge_distance:float=10., # metres (pixels/0.6 m without a CRS): merge detections closer than this
                min_area:float=100, # drop detections under this many pixels
                min_area_m2:float=0., # drop detections under this many m²
-               regularize:str|None=None, # None, 'simplify' or 'rectangle'
-               shrink_m:float|None=None # metres: move outlines inwards by this before merging (None: the card's rule, `detect_rule`)
+               regularize:str|None=None # None, 'simplify' or 'rectangle'
               )->gpd.GeoDataFrame:
     "Detections (EPSG:4326, or pixel coordinates without a CRS) with id, lat/lon, area, perimeter, scores, source, model."
     objs = union_touching(pieces)
@@ -585,7 +584,7 @@ def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.f
         near = (b.minx < edge) | (b.miny < edge) | (b.maxx > W - edge) | (b.maxy > H - edge)
         objs = objs[~near.values]
     objs = objs[objs.n_pixels.values >= min_area]  # fragments under min_area px go before merging (as the original did)
-    s = detect_rule(card)['shrink_m'] if shrink_m is None else shrink_m
+    s = detect_rule(card)['shrink_m']   # metres: the masks' buffer (0 for a card that records none)
     if crs is None:
         g = objs.set_crs(None, allow_override=True)
         res = None
@@ -705,12 +704,13 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
           )->gpd.GeoDataFrame:
     "Detect data centers in one image and write the requested outputs atomically; return the detections."
     check_card(card)
-    if min_area_m2 is None: min_area_m2 = detect_rule(card)['min_area_m2']
+    rule = detect_rule(card)
+    if min_area_m2 is None: min_area_m2 = rule['min_area_m2']
     info = _check_image(image, card, pixel_coords)
     outs = {k: v for k, v in dict(output_geojson=output_geojson, output_centroids=output_centroids, output_csv=output_csv,
             output_gpkg=output_gpkg, output_parquet=output_parquet, output_mask=output_mask, output_prob=output_prob).items() if v}
     params = dict(tile_size=kw.get('tile_size', 256), overlap=kw.get('overlap', 32), blend=kw.get('blend', 'cosine'),
-                  tta=kw.get('tta', False), threshold=detect_rule(card)['threshold'], min_area=min_area, min_area_m2=min_area_m2, shrink_m=detect_rule(card)['shrink_m'],
+                  tta=kw.get('tta', False), threshold=rule['threshold'], min_area=min_area, min_area_m2=min_area_m2, shrink_m=rule['shrink_m'],
                   merge_distance=merge_distance, edge=edge, regularize=regularize)
     tags = provenance(source=Path(image).name, source_path=Path(image).resolve(), model=card['name'],
                       model_version=card['version'], **params)
