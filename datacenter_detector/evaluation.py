@@ -28,7 +28,7 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'tune_facility_rule', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
            'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
            'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density',
-           'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate']
+           'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule', 'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -651,22 +651,28 @@ def write_json(obj:dict, path:Path|str)->Path:
     return Path(path)
 
 # %% ../nbs/07_evaluation.ipynb #40c5f7dd
-def tune_facility_rule(ev:dict, # `evaluate_chips` on the validation split (or on unsplit chips; never on test)
+def tune_facility_rule(ev:dict|list, # `evaluate_chips` on the validation split (or on unsplit chips; never on test), or a list of them (renders) to pool
                        labels:gpd.GeoDataFrame, # all labels
                        areas:Iterable=(0, 250, 500, 1000, 2000, 3000, 5000, 8000), # candidate minimum facility areas, m²
                        thresholds:Iterable|None=None, # candidate probability thresholds; None: all that `ev` swept
                        iou_min:float=0.5, centroid_m:float=30., criterion:str='either')->dict:
-    "The (threshold, minimum facility area) that maximises facility F1; among ties the threshold nearest the pixel one, then the smallest area."
-    if ev['split'] == 'test': raise ValueError("tune_facility_rule was given the test split: choose the facility rule on the validation split "
-                                               "(evaluate_chips(..., split='val')), or the test figures are no longer held out.")
-    truth = _clip_to(labels[_is_dc(labels)], ev['index'])
-    keep = ('tp', 'fp', 'fn', 'precision', 'recall', 'f1')
-    ts = sorted(ev['detections']) if thresholds is None else sorted(round(float(t), 4) for t in thresholds)
-    rows = [dict(threshold=t, min_area_m2=float(a), **{k: v for k, v in facility_metrics(d[~(d.area_m2 < a)], truth, iou_min, centroid_m)[criterion].items() if k in keep})
-            for t in ts for d in [ev['detections'][t]] for a in sorted(areas)]
-    best = max(rows, key=lambda r: (r['f1'], -abs(r['threshold'] - ev['threshold']), -r['min_area_m2']))
-    return dict(threshold=best['threshold'], min_area_m2=best['min_area_m2'], f1=best['f1'], split=ev['split'] or 'all',
-                pixel_threshold=ev['threshold'], criterion=criterion, n_facilities=int(len(truth)), sweep=rows)
+    "The (threshold, minimum facility area) that maximises facility F1, pooled over `ev`'s renders; among ties the threshold nearest the pixel one, then the smallest area."
+    evs = [ev] if isinstance(ev, dict) else list(ev)
+    if any(e['split'] == 'test' for e in evs): raise ValueError("tune_facility_rule was given the test split: choose the facility rule on the validation split "
+                                                                "(evaluate_chips(..., split='val')), or the test figures are no longer held out.")
+    truths = [_clip_to(labels[_is_dc(labels)], e['index']) for e in evs]
+    ts = sorted(set.intersection(*(set(e['detections']) for e in evs))) if thresholds is None else sorted(round(float(t), 4) for t in thresholds)
+    def counts(t, a):   # true positives, detections and true facilities, summed over the renders
+        c = np.zeros(3, int)
+        for e, tr in zip(evs, truths):
+            d = e['detections'][t]; d = d[~(d.area_m2 < a)]
+            c += [facility_metrics(d, tr, iou_min, centroid_m)[criterion]['tp'], len(d), len(tr)]
+        return c
+    rows = [dict(threshold=t, min_area_m2=float(a), **_fac_scores(*map(int, counts(t, a)))) for t in ts for a in sorted(areas)]
+    thr = evs[0]['threshold']
+    best = max(rows, key=lambda r: (r['f1'], -abs(r['threshold'] - thr), -r['min_area_m2']))
+    return dict(threshold=best['threshold'], min_area_m2=best['min_area_m2'], f1=best['f1'], split=evs[0]['split'] or 'all',
+                pixel_threshold=thr, criterion=criterion, n_facilities=int(sum(map(len, truths))), n_renders=len(evs), sweep=rows)
 
 def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.safetensors)
                     rule:dict, # from `tune_facility_rule` (threshold, min_area_m2, how it was chosen)
@@ -677,7 +683,7 @@ def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.saf
     card = json.loads(js.read_text())
     card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']),
                           chosen_on=chosen_on or f"{rule.get('split')} split", f1=rule.get('f1'), criterion=rule.get('criterion'),
-                          n_facilities=rule.get('n_facilities'), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2')})
+                          n_facilities=rule.get('n_facilities'), n_renders=rule.get('n_renders', 1), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2')})
     with atomic_path(js) as t: Path(t).write_text(json.dumps(_clean(card), indent=1))
     return card
 
@@ -1024,3 +1030,34 @@ def dcd_evaluate(checkpoint:str=None, # model folder (model.safetensors + model.
     f = met['facility'][criterion]
     print(f"facility ({criterion}): P {_pct(f['precision'])} R {_pct(f['recall'])} F1 {_pct(f['f1'])}; measured on: {met['data']}")
     print(f"report: {out['html']}  metrics: {out['metrics']}")
+
+# %% ../nbs/07_evaluation.ipynb #a515af00
+def tune_rule(checkpoint:str|Path, # a model folder (model.json + model.safetensors): its card gets the rule
+              out_dir:str|Path='runs/benchmark_val', # where the val renders are made (cached: a rerun reuses them)
+              renders:int=9, # renders of the val sites (seeds 0..renders-1) to pool
+              labels=None, # label file or GeoDataFrame; None: the packaged real labels
+              device:str|None=None, difficulty:str='hard')->dict:
+    "Tune a model folder's facility rule on renders of the synthetic benchmark's val sites and write it into its card; return the rule."
+    from datacenter_detector.labels import load_labels
+    from datacenter_detector.core import LABELS
+    if renders < 1: raise ValueError(f"renders must be at least 1, not {renders}.")
+    if not (Path(checkpoint)/'model.json').exists(): raise FileNotFoundError(f"{checkpoint} is not a model folder (no model.json): pass the output folder of dcd_train.")
+    labs = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
+    predict, card = model_predictor(checkpoint, device)
+    evs = [evaluate_chips(predict, *synthetic_benchmark(Path(out_dir)/f'seed{s}', 'val', s, difficulty, labels=labels), 'val', card['threshold'], card=card)
+           for s in tqdm(range(renders), desc='val renders', leave=False)]
+    rule = tune_facility_rule(evs, labs)
+    set_detect_rule(checkpoint, rule, f"facility F1 on the synthetic benchmark's val sites ({difficulty}), {renders} render(s) pooled")
+    return rule
+
+@cli
+def dcd_tune_rule(checkpoint:str, # model folder (model.safetensors + model.json)
+                  out_dir:str='runs/benchmark_val', # where the val renders go (cached)
+                  renders:int=9, # renders of the val sites to pool (about 1 min each on 2 CPU cores)
+                  labels:str=None, # label GeoJSON; default: the packaged real label file
+                  device:str=None): # cpu, cuda, mps
+    "Choose a model's facility rule (probability threshold, minimum area) on the synthetic benchmark's val sites and write it into its card."
+    try: r = tune_rule(checkpoint, out_dir, renders, labels, device)
+    except (FileNotFoundError, PermissionError, ValueError, RuntimeError, OSError) as e: sys.exit(f"dcd_tune_rule: error: {e}")
+    print(f"{checkpoint}: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m²; val facility F1 {r['f1']:.3f} "
+          f"({r['n_facilities']} facilities in {r['n_renders']} renders; synthetic scenes, not real NAIP)")
