@@ -10,24 +10,16 @@ look-alike buildings it covers (or 'no label'). Writes bench/results/facility_er
 import argparse, json, warnings
 from pathlib import Path
 import pandas as pd
-from datacenter_detector.evaluation import model_predictor, evaluate_chips, synthetic_benchmark, pair_table, assign, _clip_to, _is_dc
+from datacenter_detector.evaluation import measure_model, synthetic_benchmark
 from datacenter_detector.inference import detect_rule
-from datacenter_detector.labels import load_labels, assign_splits
+from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
 
-def errors(predict, card, chips, masks, labs, seed):
-    "Rows (seed, kind, name, area_m2) for the missed data centers and the false detections of one render."
-    rule = detect_rule(card); t = round(rule['threshold'], 4)
-    ev = evaluate_chips(predict, chips, masks, 'test', card['threshold'], sweep=(t,), card=card)
-    d = ev['detections'][t]; d = d[~(d.area_m2 < rule['min_area_m2'])].to_crs(4326).reset_index(drop=True)
-    truth = _clip_to(labs[_is_dc(labs)], ev['index']).reset_index(drop=True)
-    mt = assign(pair_table(d, truth, 30.), 'either', 0.5, 30., 'hungarian')
-    negs = labs[~_is_dc(labs)]
-    missed = [dict(seed=seed, kind='missed', name=truth.name.iloc[i]) for i in sorted(set(range(len(truth))) - set(mt.truth))]
-    false = [dict(seed=seed, kind='false', area_m2=round(float(d.area_m2.iloc[i])),
-                  name=','.join(f'{c}:{n}' for c, n in zip(h['class'], h['name'])) or 'no label')
-             for i in sorted(set(range(len(d))) - set(mt.pred)) for h in [negs[negs.intersects(d.geometry.iloc[i])]]]
-    return missed + false
+def errors(chips, masks, labs, seed):
+    "Rows (seed, kind, name, area_m2) for the missed data centers and the false detections of one render (`evaluation.facility_errors`), and the card."
+    _, met, card = measure_model(None, str(chips), str(masks), labs, 'test', n_boot=10, device='cpu')
+    return [dict(seed=seed, kind=r['error'], name=r['name'] if r['error'] == 'missed' else r['on'], area_m2=round(r['area_m2']))
+            for r in met['facility']['errors']], card
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,10 +27,9 @@ def main():
     ap.add_argument('--renders', type=int, default=9)
     a = ap.parse_args()
     warnings.simplefilter('ignore')
-    labs = assign_splits(load_labels(LABELS))
-    predict, card = model_predictor(None, 'cpu')
-    rows = [r for s in range(a.renders)
-            for r in errors(predict, card, *synthetic_benchmark(Path(a.work)/'test'/f'seed{s}', 'test', seed=s), labs, s)]
+    labs = load_labels(LABELS)
+    per = [errors(*synthetic_benchmark(Path(a.work)/'test'/f'seed{s}', 'test', seed=s), labs, s) for s in range(a.renders)]
+    rows, card = [r for rs, _ in per for r in rs], per[0][1]
     df = pd.DataFrame(rows)
     counts = df.groupby(['kind', 'name']).size().sort_values(ascending=False)
     print(counts.to_string())

@@ -17,7 +17,7 @@ from .core import BAND_NAMES, RGB, NAIP_GSD, Grid, write_raster, provenance
 
 # %% auto #0
 __all__ = ['IGNORE', 'KINDS', 'SPLITS', 'read_index', 'split_rows', 'make_toy_chips', 'read_pair', 'mask_buffer', 'band_stats',
-           'Augment', 'ChipDataset', 'kind_weights', 'balanced_sampler', 'ChipDataModule']
+           'Augment', 'ChipDataset', 'parse_shares', 'kind_weights', 'balanced_sampler', 'ChipDataModule']
 
 # %% ../nbs/05a_data.ipynb #5f64699b
 IGNORE = 255  # mask value: ignored by losses and metrics (nodata, ignore ring)
@@ -247,6 +247,13 @@ class ChipDataset(Dataset):
         return img.contiguous(), msk[None].contiguous()
 
 # %% ../nbs/05a_data.ipynb #668fe93f
+def parse_shares(shares:dict|str|None # 'positive=1,hard_negative=2,background=0.5' (a CLI's form), a dict, or None
+                )->dict|None:
+    "Kind shares as a dict of floats (None stays None: equal shares)."
+    if shares is None or isinstance(shares, dict): return shares
+    try: return {k.strip(): float(v) for k, v in (kv.split('=') for kv in shares.split(','))}
+    except ValueError: raise ValueError(f"Cannot read the shares {shares!r}: write kind=share pairs separated by commas, e.g. positive=1,hard_negative=2,background=0.5.") from None
+
 def kind_weights(kinds, # the `kind` of each chip
                  shares:dict|None=None # kind -> share of draws; default equal shares for the kinds present
                 )->np.ndarray:

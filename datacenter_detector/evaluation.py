@@ -21,10 +21,10 @@ from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, writ
 # %% auto #0
 __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP', 'MODEL_ROWS', 'confusion', 'scores',
            'chip_row', 'micro', 'chip_distribution', 'metric_table', 'prob_hist', 'pr_curve', 'pair_table', 'assign',
-           'facility_metrics', 'facility_counts', 'hard_negative_rates', 'valid_area_km2', 'fp_density',
-           'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay', 'plot_panels',
-           'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery', 'prediction_map',
-           'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'summarize', 'write_json',
+           'facility_metrics', 'facility_counts', 'hard_negative_rates', 'facility_errors', 'valid_area_km2',
+           'fp_density', 'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay',
+           'plot_panels', 'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery',
+           'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'summarize', 'write_json',
            'tune_facility_rule', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
            'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
            'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density',
@@ -240,6 +240,24 @@ def hard_negative_rates(pred:gpd.GeoDataFrame, # predicted data-center polygons
     df['rate'] = df.flagged/df.buildings.where(df.buildings > 0)
     df.index.name = 'class'
     return df.reset_index()
+
+# %% ../nbs/07_evaluation.ipynb #aa20c23d
+def facility_errors(pred:gpd.GeoDataFrame, truth:gpd.GeoDataFrame, # predicted polygons, labelled data centers (a `name` column names them)
+                    negatives:gpd.GeoDataFrame|None=None, # labelled look-alike buildings (`class`, `name`): what false detections lie on
+                    criterion:str='either', iou_min:float=0.5, centroid_m:float=30., method:str='hungarian')->pd.DataFrame:
+    "One row per facility error: a labelled data center no detection matches (`missed`), a detection that matches none (`false`, with the labels it covers)."
+    pred, truth, negs = _as4326(pred, 'prediction'), _as4326(truth, 'truth'), _as4326(negatives, 'negatives')
+    mt = assign(pair_table(pred, truth, max(centroid_m, 1.)), criterion, iou_min, centroid_m, method)
+    def rows(g, idx, error):
+        _, m = _local_utm(g.iloc[idx])
+        for j, i in enumerate(idx):
+            h = negs[negs.intersects(g.geometry.iloc[i])] if error == 'false' and len(negs) else negs.iloc[:0]
+            yield dict(error=error, name=str(g['name'].iloc[i]) if error == 'missed' and 'name' in g else '',
+                       on=','.join(f"{c}:{n}" for c, n in zip(h['class'], h.get('name', h['class']))) or ('no label' if error == 'false' else ''),
+                       area_m2=round(float(m[j].area), 1), lat=g.geometry.iloc[i].centroid.y, lon=g.geometry.iloc[i].centroid.x)
+    missed = sorted(set(range(len(truth))) - set(mt.truth)); false = sorted(set(range(len(pred))) - set(mt.pred))
+    return pd.DataFrame([*rows(truth, missed, 'missed'), *rows(pred, false, 'false')], columns=['error', 'name', 'on', 'area_m2', 'lat', 'lon'])
+
 
 # %% ../nbs/07_evaluation.ipynb #0b590860
 def valid_area_km2(path:Path|str, # a raster
@@ -611,6 +629,7 @@ def summarize(ev:dict, # from `evaluate_chips`
     fc = facility_counts(det, truth, criterion, iou_min, centroid_m)
     fac['criterion'], fac['truth_buffer_m'], fac['min_area_m2'] = criterion, truth_buffer_m, min_area_m2
     fac['threshold'] = fthr
+    fac['errors'] = facility_errors(det, truth, negs, criterion, iou_min, centroid_m).to_dict('records')   # which were missed, what the false ones lie on
     fac['f1_ci'] = bootstrap_ci(fc, stat_of('f1'), n_boot=n_boot, seed=seed)
     fac['ci'] = {k: [b['lo'], b['hi']] for k in ('precision', 'recall', 'f1') for b in [bootstrap_ci(fc, stat_of(k), n_boot=n_boot, seed=seed)]}
     bg = df[(df.tp + df.fn) == 0]
@@ -773,6 +792,8 @@ def html_report(metrics:dict, # from `summarize`
                        for k in ('precision', 'recall', 'f1')) +
              f". {fac['n_pred']} predictions, {fac['n_true']} labelled data centers; intervals resample sites.</p>",
              _table(ftab, pct=('precision', 'recall', 'f1')),
+             *([f"<h3>Facility errors ({e(fac.get('criterion', 'either'))})</h3><p>Labelled data centers no detection matches (missed), and detections that match none (false), with the labelled look-alike buildings they lie on.</p>",
+                _table(pd.DataFrame(fac['errors']))] if fac.get('errors') else []),
              "<h2>Hard negatives</h2><p>Fraction of labelled look-alike buildings flagged as data centers.</p>",
              _table(pd.DataFrame(m['hard_negatives']), pct=('rate',)),
              "<h2>False-positive density</h2>"]

@@ -15,7 +15,7 @@ from torchmetrics.classification import BinaryJaccardIndex, BinaryF1Score, Binar
 from fastai.callback.core import Callback
 import fastai.callback.schedule, fastai.callback.progress  # patch Learner with lr_find, fit_one_cycle, no_bar
 from .core import BAND_NAMES, RGB, RUNS_DIR, get_device, autocast_dtype, seed_everything, atomic_path, cli
-from .data import IGNORE, ChipDataModule, read_pair, read_index, make_toy_chips, mask_buffer
+from .data import IGNORE, ChipDataModule, parse_shares, read_pair, read_index, make_toy_chips, mask_buffer
 from .unet import UNet, build_model, make_card, save_model, load_model, normalize, n_params
 
 # %% auto #0
@@ -255,17 +255,18 @@ def train(chips_dir:Path|str, # chips folder (index.geojson + chips)
           resume:Path|str|None=None, # a .ckpt to resume from ('last': output_dir/checkpoints/last.ckpt)
           half:bool=False, # store the exported weights as fp16
           aug:dict|None=None, # Augment keyword arguments
+          shares:dict|str|None=None, # kind -> share of the train draws (`data.parse_shares`), e.g. more hard_negative; None: equal shares
           trainer_kw:dict|None=None, # lightning.Trainer arguments to add or override (e.g. limit_train_batches)
           init:Path|str|None=None, # a model folder to start from (fine-tuning): its weights and band statistics
           arch:dict|None=None # another architecture for `build_model` (e.g. dict(kind='smp', encoder='resnet18'), the peer); None: UNet(base, depth)
          )->dict:
     "Train a UNet on chips and masks; export model.safetensors + model.json; return the model card."
-    seed_everything(seed); out = Path(output_dir); bands = tuple(bands)
+    seed_everything(seed); out = Path(output_dir); bands = tuple(bands); shares = parse_shares(shares)
     dev = get_device(device); precision, dt = _precision(dev, amp)
     init_model, init_card = load_model(init, 'cpu') if init is not None else (None, None)
     if init_card is not None and list(init_card['bands']) != list(bands): raise ValueError(
         f"The model to start from ({init}) takes bands {init_card['bands']}, not {list(bands)}; pass --bands {','.join(init_card['bands'])}.")
-    dm = ChipDataModule(chips_dir, masks_dir, bands=bands, bs=bs, num_workers=num_workers, aug=aug, seed=seed,
+    dm = ChipDataModule(chips_dir, masks_dir, bands=bands, bs=bs, num_workers=num_workers, aug=aug, seed=seed, shares=shares,
                         norm=None if init_card is None else dict(init_card['norm'], bands=list(bands), n_pixels=init_card['training_data'].get('train_pixels', 0))); dm.setup('fit')
     net = init_model.train() if init_model is not None else build_model(dict(arch, in_ch=len(bands))) if arch else UNet(len(bands), base, depth)
     srcs = _sources(dm)
@@ -277,7 +278,7 @@ def train(chips_dir:Path|str, # chips folder (index.geojson + chips)
     if resume is not None: lr = torch.load(resume, map_location='cpu', weights_only=True)['hyper_parameters']['lr']
     if lr is None: lr = find_lr(fastai_learner(copy.deepcopy(net), dm, loss, out/'fastai', amp=amp))
     card['training'] = dict(bs=bs, epochs=epochs, lr=lr, loss=loss, seed=seed, precision=precision, one_cycle=ONE_CYCLE,
-                            aug=aug or 'Augment defaults', balance='equal shares of positive/hard_negative/background',
+                            aug=aug or 'Augment defaults', balance=shares or 'equal shares of positive/hard_negative/background',
                             trainer_kw={k: str(v) for k, v in (trainer_kw or {}).items()}, init=None if init is None else str(init))
     if init_card is not None: card['training']['init_training'] = init_card.get('training'); card['training']['init_metrics'] = init_card.get('metrics')
     mod = SegModule(card, loss, lr, channels_last=dt is not None, epochs=epochs)
@@ -349,6 +350,8 @@ def dcd_train(chips_dir:str='data/chips', # folder with chips and index.geojson 
               resume:str=None, # checkpoint to resume from, or 'last'
               half:bool=False, # store the exported weights as fp16
               limit_train_batches:int=None, # train on at most this many batches per epoch (smoke runs)
+              init:str=None, # a model folder to start from (fine-tuning): its weights and band statistics
+              shares:str=None, # kind shares of the train draws, e.g. positive=1,hard_negative=2,background=0.5 (default: equal)
               smp_encoder:str=None): # train segmentation_models_pytorch's Unet with this encoder (random init), the peer, instead of ours
     "Train the U-Net on chips and masks and export model.safetensors + model.json."
     logging.getLogger('lightning.pytorch').setLevel(logging.WARNING)
@@ -356,7 +359,7 @@ def dcd_train(chips_dir:str='data/chips', # folder with chips and index.geojson 
     card = train(chips_dir, masks_dir, output_dir, bs=batch_size, epochs=epochs, lr=lr, base=base, depth=depth,
                  bands=tuple(b.strip() for b in bands.split(',')), loss=loss, name=name, patience=patience, seed=seed,
                  device=device, amp=not no_amp, num_workers=num_workers, resume=resume, half=half, trainer_kw=kw,
-                 arch=dict(kind='smp', encoder=smp_encoder) if smp_encoder else None)
+                 arch=dict(kind='smp', encoder=smp_encoder) if smp_encoder else None, init=init, shares=shares)
     v = card['metrics']['val']
     print(f"wrote {output_dir}/model.safetensors + model.json: {card['name']} {card['arch']}, threshold {card['threshold']:.2f}, "
           f"val F1 {v['f1']:.3f} IoU {v['iou']:.3f}" + (f", test IoU {card['metrics']['test']['iou']:.3f}" if 'test' in card['metrics'] else ''))
