@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.colors import ListedColormap
 from tqdm.auto import tqdm
 from .data import read_pair
-from .inference import detect_rule, prob_detections, merge_parts
+from .inference import detect_rule, passes_rule, prob_detections, merge_parts
 from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, write_raster, Grid, RUNS_DIR, MODELS, repo_dir, cli
 
 # %% auto #0
@@ -552,7 +552,7 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
         meta = dict(chip_id=r.chip_id, site_id=int(r.site_id), kind=getattr(r, 'kind', ''), area_km2=float(valid.sum()*abs(tfm.a*tfm.e)/1e6))
         rows.append(chip_row(prob >= threshold, msk, ignore, **meta))
         hist += prob_hist(prob, msk, ignore=ignore)
-        for t in sweep: dets[t].append(prob_detections(prob, tfm, crs, card, t, min_area, source=r.chip_id, edge=0, merge_distance=merge_distance, min_area_m2=0.))
+        for t in sweep: dets[t].append(prob_detections(prob, tfm, crs, card, t, min_area, source=r.chip_id, edge=0, merge_distance=merge_distance, min_area_m2=0., min_score=0.))
     df, sites = pd.DataFrame(rows), dict(zip(idx.chip_id, idx.site_id.astype(int)))
     return dict(index=idx, chips=df, hist=hist, probs=keep, threshold=float(threshold),
                 detections={t: merge_chips(v, sites, merge_distance) for t, v in dets.items()}, chips_dir=str(chips_dir), masks_dir=str(masks_dir), split=split)
@@ -609,11 +609,12 @@ def summarize(ev:dict, # from `evaluate_chips`
               n_boot:int=1000, seed:int=0, min_overlap:float=0.1, data:str='', model:dict|None=None,
               truth_buffer_m:float=0., # grow labelled data centers by this (e.g. the masks' buffer) before facility matching
               min_area_m2:float=0., # facility rule: drop merged detections under this many m² (a model card's `detect.min_area_m2`)
+              min_score:float=0., # facility rule: drop merged detections whose mean probability is under this (`detect.min_score`)
               facility_threshold:float|None=None # facility rule: polygons at this probability (one of the evaluation's); None: the pixel threshold
              )->dict:
     "The metrics dictionary of an evaluation (what metrics.json holds)."
     df, thr = ev['chips'], ev['threshold']
-    dets = {t: d[~(d.area_m2 < min_area_m2)].reset_index(drop=True) for t, d in ev['detections'].items()}
+    dets = {t: d[passes_rule(d, min_area_m2, min_score)].reset_index(drop=True) for t, d in ev['detections'].items()}
     dcs = labels[_is_dc(labels)]
     if truth_buffer_m:
         epsg, g = _local_utm(dcs)
@@ -627,7 +628,7 @@ def summarize(ev:dict, # from `evaluate_chips`
     px_ci = {k: bootstrap_ci(df, stat_of(k), n_boot=n_boot, seed=seed) for k in METRICS}
     fac = facility_metrics(det, truth, iou_min, centroid_m)
     fc = facility_counts(det, truth, criterion, iou_min, centroid_m)
-    fac['criterion'], fac['truth_buffer_m'], fac['min_area_m2'] = criterion, truth_buffer_m, min_area_m2
+    fac['criterion'], fac['truth_buffer_m'], fac['min_area_m2'], fac['min_score'] = criterion, truth_buffer_m, min_area_m2, min_score
     fac['threshold'] = fthr
     fac['errors'] = facility_errors(det, truth, negs, criterion, iou_min, centroid_m).to_dict('records')   # which were missed, what the false ones lie on
     fac['f1_ci'] = bootstrap_ci(fc, stat_of('f1'), n_boot=n_boot, seed=seed)
@@ -673,36 +674,40 @@ def write_json(obj:dict, path:Path|str)->Path:
 def tune_facility_rule(ev:dict|list, # `evaluate_chips` on the validation split (or on unsplit chips; never on test), or a list of them (renders) to pool
                        labels:gpd.GeoDataFrame, # all labels
                        areas:Iterable=(0, 250, 500, 1000, 2000, 3000, 5000, 8000), # candidate minimum facility areas, m²
+                       scores:Iterable=(0, .9, .95, .97, .98, .99), # candidate minimum mean probabilities of a facility
                        thresholds:Iterable|None=None, # candidate probability thresholds; None: all that `ev` swept
                        iou_min:float=0.5, centroid_m:float=30., criterion:str='either')->dict:
-    "The (threshold, minimum facility area) that maximises facility F1, pooled over `ev`'s renders; among ties the threshold nearest the pixel one, then the smallest area."
+    "The (threshold, minimum area, minimum mean probability) that maximises facility F1, pooled over `ev`'s renders; among ties the threshold nearest the pixel one, then the smallest area and score."
     evs = [ev] if isinstance(ev, dict) else list(ev)
     if any(e['split'] == 'test' for e in evs): raise ValueError("tune_facility_rule was given the test split: choose the facility rule on the validation split "
                                                                 "(evaluate_chips(..., split='val')), or the test figures are no longer held out.")
     truths = [_clip_to(labels[_is_dc(labels)], e['index']) for e in evs]
     ts = sorted(set.intersection(*(set(e['detections']) for e in evs))) if thresholds is None else sorted(round(float(t), 4) for t in thresholds)
-    def counts(t, a):   # true positives, detections and true facilities, summed over the renders
+    dets = {t: [_as4326(e['detections'][t], 'prediction') for e in evs] for t in ts}
+    pairs = {t: [pair_table(d, tr, max(centroid_m, 1.)) for d, tr in zip(dets[t], truths)] for t in ts}   # once per render and threshold
+    def counts(t, a, s):   # true positives, detections and true facilities, summed over the renders
         c = np.zeros(3, int)
-        for e, tr in zip(evs, truths):
-            d = e['detections'][t]; d = d[~(d.area_m2 < a)]
-            c += [facility_metrics(d, tr, iou_min, centroid_m)[criterion]['tp'], len(d), len(tr)]
+        for d, pr, tr in zip(dets[t], pairs[t], truths):
+            keep = passes_rule(d, a, s)
+            c += [len(assign(pr[keep[pr.pred.values]].reset_index(drop=True), criterion, iou_min, centroid_m)), keep.sum(), len(tr)]
         return c
-    rows = [dict(threshold=t, min_area_m2=float(a), **_fac_scores(*map(int, counts(t, a)))) for t in ts for a in sorted(areas)]
+    rows = [dict(threshold=t, min_area_m2=float(a), min_score=float(s), **_fac_scores(*map(int, counts(t, a, s))))
+            for t in ts for a in sorted(areas) for s in sorted(scores)]
     thr = evs[0]['threshold']
-    best = max(rows, key=lambda r: (r['f1'], -abs(r['threshold'] - thr), -r['min_area_m2']))
-    return dict(threshold=best['threshold'], min_area_m2=best['min_area_m2'], f1=best['f1'], split=evs[0]['split'] or 'all',
+    best = max(rows, key=lambda r: (r['f1'], -abs(r['threshold'] - thr), -r['min_area_m2'], -r['min_score']))
+    return dict(threshold=best['threshold'], min_area_m2=best['min_area_m2'], min_score=best['min_score'], f1=best['f1'], split=evs[0]['split'] or 'all',
                 pixel_threshold=thr, criterion=criterion, n_facilities=int(sum(map(len, truths))), n_renders=len(evs), sweep=rows)
 
 def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.safetensors)
-                    rule:dict, # from `tune_facility_rule` (threshold, min_area_m2, how it was chosen)
+                    rule:dict, # from `tune_facility_rule` (threshold, min_area_m2, min_score, how it was chosen)
                     chosen_on:str='' # what the rule was tuned on, for the card
                    )->dict:
     "Write the detection rule into the model card (`detect`), atomically; return the card."
     js = Path(model_dir)/'model.json'
     card = json.loads(js.read_text())
-    card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']),
+    card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']), min_score=float(rule.get('min_score', 0.)),
                           chosen_on=chosen_on or f"{rule.get('split')} split", f1=rule.get('f1'), criterion=rule.get('criterion'),
-                          n_facilities=rule.get('n_facilities'), n_renders=rule.get('n_renders', 1), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2')})
+                          n_facilities=rule.get('n_facilities'), n_renders=rule.get('n_renders', 1), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2', 'min_score')})
     with atomic_path(js) as t: Path(t).write_text(json.dumps(_clean(card), indent=1))
     return card
 
@@ -828,10 +833,10 @@ def _items(ev, ids, thr):
     return out
 
 def facility_detections(ev:dict, metrics:dict)->gpd.GeoDataFrame:
-    "The detections that the facility metrics scored: at the facility rule's threshold, none under its minimum area."
+    "The detections that the facility metrics scored: at the facility rule's threshold, those that pass its minimum area and score."
     f = metrics.get('facility', {})
     d = ev['detections'][round(float(f.get('threshold', ev['threshold'])), 4)]
-    return d[~(d.area_m2 < float(f.get('min_area_m2', 0.)))].reset_index(drop=True)
+    return d[passes_rule(d, float(f.get('min_area_m2', 0.)), float(f.get('min_score') or 0.))].reset_index(drop=True)
 
 def report_figures(ev:dict, metrics:dict, labels:gpd.GeoDataFrame, n_panels:int=4, k:int=6)->dict:
     "All figures of an evaluation, as title -> Figure."
@@ -993,12 +998,12 @@ def measure_model(checkpoint:str|None, # model folder or .ckpt; None: the shippe
     "Evaluate a saved model on a split of chips at its card's threshold and facility rule (unless given): (evaluation, metrics, card)."
     predict, card = model_predictor(checkpoint, device, tta)
     thr = float(threshold if threshold is not None else card.get('threshold', 0.5))
-    rule = detect_rule(card) if threshold is None else dict(threshold=thr, min_area_m2=detect_rule(card)['min_area_m2'])
+    rule = detect_rule(card) if threshold is None else dict(detect_rule(card), threshold=thr)
     if min_area_m2 is not None: rule['min_area_m2'] = float(min_area_m2)
     ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr, sweep=SWEEP + (rule['threshold'],), card=card)
     src = sorted(set(map(str, ev['index']['source']))) if 'source' in ev['index'] else ['unknown']
     data = data or f"chips in {chips_dir} (source: {', '.join(src)})" + ('; SYNTHETIC scenes, not real NAIP accuracy' if any('synth' in s for s in src) else '')
-    met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=rule['min_area_m2'], facility_threshold=rule['threshold'],
+    met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=rule['min_area_m2'], min_score=rule['min_score'], facility_threshold=rule['threshold'],
                     model=dict(name=card.get('name'), version=card.get('version'), checkpoint=str(checkpoint or 'shipped default'), bands=card.get('bands'), tta=tta))
     return ev, met, card
 
@@ -1080,5 +1085,5 @@ def dcd_tune_rule(checkpoint:str, # model folder (model.safetensors + model.json
     "Choose a model's facility rule (probability threshold, minimum area) on the synthetic benchmark's val sites and write it into its card."
     try: r = tune_rule(checkpoint, out_dir, renders, labels, device)
     except (FileNotFoundError, PermissionError, ValueError, RuntimeError, OSError) as e: sys.exit(f"dcd_tune_rule: error: {e}")
-    print(f"{checkpoint}: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m²; val facility F1 {r['f1']:.3f} "
+    print(f"{checkpoint}: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m², minimum mean probability {r['min_score']}; val facility F1 {r['f1']:.3f} "
           f"({r['n_facilities']} facilities in {r['n_renders']} renders; synthetic scenes, not real NAIP)")

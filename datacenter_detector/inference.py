@@ -21,11 +21,11 @@ from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS
                                       is_metric, m2px, atomic_path, provenance, write_cog, cli)
 
 # %% auto #0
-__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'check_card', 'load_detector', 'band_indexes',
-           'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching', 'fold_batchnorm',
-           'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'shrink', 'merge_close', 'detections',
-           'prob_detections', 'to_geojson', 'centroids', 'detect_block', 'detect', 'find_inputs', 'n_blocks',
-           'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
+__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'passes_rule', 'check_card', 'load_detector',
+           'band_indexes', 'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching',
+           'fold_batchnorm', 'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'shrink', 'merge_close',
+           'detections', 'prob_detections', 'to_geojson', 'centroids', 'detect_block', 'detect', 'find_inputs',
+           'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
 
 # %% ../nbs/06_inference.ipynb #67ad2616
 class BrightRoofNet(nn.Module):
@@ -54,11 +54,18 @@ def bright_roof_model(bands=BAND_NAMES, # the band names the model takes
 # %% ../nbs/06_inference.ipynb #43c8ee09
 def detect_rule(card:dict # a model card
                )->dict:
-    "The card's detection rule (`detect`, see 07): probability threshold, minimum facility area (m²), and the shrink (m) back to the roof."
+    "The card's detection rule (`detect`, see 07): probability threshold, minimum facility area (m²) and mean probability, and the shrink (m) back to the roof."
     r, td = card.get('detect') or {}, card.get('training_data')
     td = td if isinstance(td, dict) else {}   # a summary: a dict from dcd_train, text elsewhere
     return dict(threshold=float(r.get('threshold', card.get('threshold', 0.5))), min_area_m2=float(r.get('min_area_m2', 0.)),
-                shrink_m=float(td.get('mask_buffer_m') or 0.))   # the masks' buffer, recorded by train
+                min_score=float(r.get('min_score', 0.)), shrink_m=float(td.get('mask_buffer_m') or 0.))   # the masks' buffer, recorded by train
+
+def passes_rule(d:pd.DataFrame, # detections with `area_m2` and `score_mean` columns
+                min_area_m2:float=0., # smaller detections fail (NaN areas, in pixel coordinates, pass)
+                min_score:float=0. # detections whose mean probability is lower fail
+               )->np.ndarray:
+    "Which detections a facility rule keeps: a bool per row."
+    return np.asarray(~(d.area_m2 < min_area_m2) & ~(d.score_mean < min_score))
 
 _CARD_KEYS = ('name', 'version', 'bands', 'norm', 'threshold')
 
@@ -540,7 +547,7 @@ def _utm_measures(gdf4326):
 
 COLUMNS = ['id', 'lat', 'lon', 'area_m2', 'perimeter_m', 'area_px', 'score_mean', 'score_max', 'source', 'model', 'model_version']
 
-def _finish(gdf, card, source, min_area, min_area_m2, regularize, res=None):
+def _finish(gdf, card, source, min_area, min_area_m2, regularize, res=None, min_score=0.):
     "Regularise, measure and filter detections (any CRS, or none = pixels); return them in EPSG:4326 (or pixels) with COLUMNS."
     if regularize == 'simplify': gdf = gdf.set_geometry(gdf.geometry.simplify(res or 1.0))
     elif regularize == 'rectangle': gdf = gdf.set_geometry(shapely.oriented_envelope(gdf.geometry.values))
@@ -556,8 +563,7 @@ def _finish(gdf, card, source, min_area, min_area_m2, regularize, res=None):
     out['area_px'] = out['n_pixels'].astype(float)
     out['score_mean'] = (out['score_sum']/out['n_pixels']).astype(float)
     out['score_max'] = out['score_max'].astype(float)
-    keep = (out.area_px >= min_area) & ~(out.area_m2 < min_area_m2)
-    out = out[keep.values]
+    out = out[(out.area_px >= min_area).values & passes_rule(out, min_area_m2, min_score)]
     cx, cy = (out.lon, out.lat) if gdf.crs is not None else (shapely.get_x(shapely.centroid(out.geometry.values)), shapely.get_y(shapely.centroid(out.geometry.values)))
     out = out.iloc[np.lexsort((np.asarray(cx), -np.asarray(cy)))] if len(out) else out  # north to south, then west to east
     out = out.assign(id=np.arange(1, len(out)+1), model=str(card['name']), model_version=str(card['version']))
@@ -574,7 +580,8 @@ def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.f
                merge_distance:float=10., # metres (pixels/0.6 m without a CRS): merge detections closer than this
                min_area:float=100, # drop detections under this many pixels
                min_area_m2:float=0., # drop detections under this many m²
-               regularize:str|None=None # None, 'simplify' or 'rectangle'
+               regularize:str|None=None, # None, 'simplify' or 'rectangle'
+               min_score:float=0. # drop detections whose mean probability is under this
               )->gpd.GeoDataFrame:
     "Detections (EPSG:4326, or pixel coordinates without a CRS) with id, lat/lon, area, perimeter, scores, source, model."
     objs = union_touching(pieces)
@@ -596,7 +603,7 @@ def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.f
         res = abs(transform.a) if is_metric(crs) else None
         foot = gpd.GeoSeries(_pixel_to_crs(shapely.segmentize(shapely.box(0, 0, shape[1], shape[0]), max(shape)/16), transform), crs=crs).to_crs(wcrs).iloc[0]
         merged = merge_close(shrink(g, s, foot), merge_distance)
-    return _finish(merged, card, source, min_area, min_area_m2, regularize, res)
+    return _finish(merged, card, source, min_area, min_area_m2, regularize, res, min_score)
 
 def _bounds(transform, shape):
     H, W = shape
@@ -611,6 +618,7 @@ def prob_detections(prob:np.ndarray, # probabilities (H, W) in 0..1
                     threshold:float|None=None, # None: the card's rule (`detect_rule`)
                     min_area:float=100, # drop detections under this many pixels
                     min_area_m2:float|None=None, # drop detections under this many m² (None: the card's rule, as `detect`)
+                    min_score:float|None=None, # drop detections whose mean probability is under this (None: the card's rule)
                     **kw # more `detections` arguments: source, edge, merge_distance, regularize
                    )->gpd.GeoDataFrame:
     "Detections from an in-memory probability array, made exactly as `detect` makes them from a raster."
@@ -619,7 +627,8 @@ def prob_detections(prob:np.ndarray, # probabilities (H, W) in 0..1
     pieces = Pieces(min_px=min_area)
     pieces(0, np.round(prob*255).astype(np.uint8), prob >= thr)
     return detections(pieces.frame(), transform, crs, prob.shape, card, min_area=min_area,
-                      min_area_m2=detect_rule(card)['min_area_m2'] if min_area_m2 is None else min_area_m2, **kw)
+                      min_area_m2=detect_rule(card)['min_area_m2'] if min_area_m2 is None else min_area_m2,
+                      min_score=detect_rule(card)['min_score'] if min_score is None else min_score, **kw)
 
 # %% ../nbs/06_inference.ipynb #69371b5d
 def to_geojson(gdf:gpd.GeoDataFrame, path:str|Path, tags:dict)->Path:
@@ -694,6 +703,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
            output_prob=None, # COG probability (uint8 0..255)
            min_area:float=100, # drop detections under this many pixels
            min_area_m2:float|None=None, # drop detections under this many m² (None: the model card's rule, `detect_rule`)
+           min_score:float|None=None, # drop detections whose mean probability is under this (None: the model card's rule)
            merge_distance:float=10., # metres: merge detections closer than this
            edge:int=50, # drop detections within this many px of the raster's edge
            regularize:str|None=None, # None, 'simplify' or 'rectangle'
@@ -706,11 +716,12 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
     check_card(card)
     rule = detect_rule(card)
     if min_area_m2 is None: min_area_m2 = rule['min_area_m2']
+    if min_score is None: min_score = rule['min_score']
     info = _check_image(image, card, pixel_coords)
     outs = {k: v for k, v in dict(output_geojson=output_geojson, output_centroids=output_centroids, output_csv=output_csv,
             output_gpkg=output_gpkg, output_parquet=output_parquet, output_mask=output_mask, output_prob=output_prob).items() if v}
     params = dict(tile_size=kw.get('tile_size', 256), overlap=kw.get('overlap', 32), blend=kw.get('blend', 'cosine'),
-                  tta=kw.get('tta', False), threshold=rule['threshold'], min_area=min_area, min_area_m2=min_area_m2, shrink_m=rule['shrink_m'],
+                  tta=kw.get('tta', False), threshold=rule['threshold'], min_area=min_area, min_area_m2=min_area_m2, min_score=min_score, shrink_m=rule['shrink_m'],
                   merge_distance=merge_distance, edge=edge, regularize=regularize)
     tags = provenance(source=Path(image).name, source_path=Path(image).resolve(), model=card['name'],
                       model_version=card['version'], **params)
@@ -722,7 +733,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
                                          mask_path=work/'mask.tif' if output_mask else None, progress=progress, crs=info['crs'], **kw)]
         if sum(v for _, v in blocks) == 0: warnings.warn(f"{image} holds only nodata: no detections; writing empty outputs.")
         gdf = detections(pd.concat([p for p, _ in blocks], ignore_index=True), info['transform'] if info['crs'] else None, info['crs'], info['shape'], card,
-                         Path(image).name, edge, merge_distance, min_area, min_area_m2, regularize)
+                         Path(image).name, edge, merge_distance, min_area, min_area_m2, regularize, min_score)
         for k, kind in _KINDS.items():
             if k in tmps: _write_vector(kind, gdf, tmps[k], tags)
         for k, name, rs in (('output_mask', 'mask.tif', 'nearest'), ('output_prob', 'prob.tif', 'average')):
@@ -845,12 +856,12 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
                 )->gpd.GeoDataFrame:
     "Detect in many rasters, resumably (optionally on Dask), and merge the detections across inputs."
     paths, kw = find_inputs(inputs), dict(kw, edge=edge)
-    min_m2 = kw.pop('min_area_m2', None)  # a facility rule: applied after the merge across inputs (a building may span inputs)
+    min_m2, min_sc = kw.pop('min_area_m2', None), kw.pop('min_score', None)  # a facility rule: applied after the merge across inputs (a building may span inputs)
     output_geojson = Path(output_geojson)
     work_dir = Path(work_dir or output_geojson.with_suffix('.parts'))
     if model is None: model_card = load_detector(checkpoint, device='cpu')[1]  # fails early on a bad checkpoint
     else: model_card = check_card(card)
-    spec = dict(checkpoint=str(checkpoint) if checkpoint else None, device=device, kw=dict(kw, min_area_m2=0.),
+    spec = dict(checkpoint=str(checkpoint) if checkpoint else None, device=device, kw=dict(kw, min_area_m2=0., min_score=0.),
                 model=model, card=card)
     same = {k: v for k, v in kw.items() if k not in ('threads', 'progress', 'batch_size')}  # settings that do not change results
     spec_hash = hashlib.sha1(json.dumps(dict(m=model_card['name'], v=model_card['version'], w=model_card.get('sha256'), ck=spec['checkpoint'], kw=same,
@@ -892,10 +903,11 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
     finally: bar.close()
     parts = [gpd.read_file(work_dir/done[keys[p]]['part']) if done[keys[p]]['n'] else None for p in paths]
     merged = merge_parts([p for p in parts if p is not None], merge_distance)
-    min_m2 = detect_rule(model_card)['min_area_m2'] if min_m2 is None else min_m2
-    merged = merged[~(merged.area_m2 < min_m2)].assign(id=lambda d: np.arange(1, len(d)+1)).reset_index(drop=True)
+    rule = detect_rule(model_card)
+    min_m2, min_sc = rule['min_area_m2'] if min_m2 is None else min_m2, rule['min_score'] if min_sc is None else min_sc
+    merged = merged[passes_rule(merged, min_m2, min_sc)].assign(id=lambda d: np.arange(1, len(d)+1)).reset_index(drop=True)
     tags = provenance(inputs=len(paths), model=model_card['name'], model_version=model_card['version'],
-                      merge_distance=merge_distance, min_area_m2=min_m2, **{k: v for k, v in kw.items() if k not in ('threads',)})
+                      merge_distance=merge_distance, min_area_m2=min_m2, min_score=min_sc, **{k: v for k, v in kw.items() if k not in ('threads',)})
     output_centroids = output_centroids or output_geojson.with_name(output_geojson.stem + '_centroids.geojson')
     with contextlib.ExitStack() as es:
         for kind, path in (('geojson', output_geojson), ('centroids', output_centroids), ('csv', output_csv)):
@@ -920,6 +932,7 @@ def dcd_detect(image:str=None, # the input raster (GeoTIFF / COG / VRT)
                output_prob:str=None, # probability COG (uint8 0..255)
                min_area:float=100, # minimum detection area, pixels
                min_area_m2:float=None, # minimum detection area, m² (default: the model card's rule)
+               min_score:float=None, # minimum mean probability of a detection (default: the model card's rule)
                merge_distance:float=10, # merge detections closer than this, metres
                tile_size:int=256, # tile size, px
                overlap:int=32, # overlap between tiles, px
@@ -942,7 +955,7 @@ def dcd_detect(image:str=None, # the input raster (GeoTIFF / COG / VRT)
         cent = output_centroids or (str(Path(output_geojson).with_name(Path(output_geojson).stem + '_centroids.geojson')) if output_geojson else None)
         dev = get_device(device)
         model, card = load_detector(checkpoint, device=dev)
-        gdf = detect(image, model, card, **outs, output_centroids=cent, min_area=min_area, min_area_m2=min_area_m2,
+        gdf = detect(image, model, card, **outs, output_centroids=cent, min_area=min_area, min_area_m2=min_area_m2, min_score=min_score,
                      merge_distance=merge_distance, edge=edge, regularize=regularize, pixel_coords=pixel_coords,
                      progress=not quiet, tile_size=tile_size, overlap=overlap, blend=blend, tta=tta,
                      batch_size=batch_size, device=dev, threads=threads, compile=False if no_compile else None)
@@ -963,6 +976,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
                      split:int=8192, # on Dask, inputs wider than this many px become column blocks, a task each
                      min_area:float=100, # minimum detection area, pixels
                      min_area_m2:float=None, # minimum detection area, m² (default: the model card's rule)
+                     min_score:float=None, # minimum mean probability of a detection (default: the model card's rule)
                      tile_size:int=256, # tile size, px
                      overlap:int=32, # overlap between tiles, px
                      tta:bool=False, # test-time augmentation
@@ -978,7 +992,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
         if not ins: raise ValueError("Give --chips-dir DIR and/or --images PATH_OR_GLOB ...")
         g = batch_detect(ins, output_geojson, checkpoint=checkpoint, output_centroids=output_centroids, output_csv=output_csv,
                          merge_distance=merge_distance, work_dir=work_dir, scheduler=scheduler, workers=workers, split=split,
-                         device=device, progress=not quiet, min_area=min_area, min_area_m2=min_area_m2,
+                         device=device, progress=not quiet, min_area=min_area, min_area_m2=min_area_m2, min_score=min_score,
                          tile_size=tile_size, overlap=overlap, tta=tta, edge=edge, threads=threads,
                          **(dict(compile=False) if no_compile else {}))
         print(f"{len(g)} detection(s) from {len(find_inputs(ins))} input(s)")

@@ -312,7 +312,7 @@ def test_tune_rule_cli_pools_val_renders(tmp_path, tiny_model):
     assert r.returncode == 0, r.stderr[-2000:]
     rule = json.loads((m/'model.json').read_text())['detect']
     assert rule['n_renders'] == 2 and 'val sites' in rule['chosen_on'] and rule['n_facilities'] == 2*13   # the val sites' 13 data centers, twice
-    assert rule['threshold'] in rule['candidates']['threshold'] and rule['min_area_m2'] in rule['candidates']['min_area_m2']
+    assert all(rule[k] in rule['candidates'][k] for k in ('threshold', 'min_area_m2', 'min_score')) and len(rule['candidates']['min_score']) > 1
     assert f"val facility F1 {rule['f1']:.3f}" in r.stdout and 'not real NAIP' in r.stdout
     stamps = sorted((tmp_path/'val').glob('seed*/benchmark.json'))
     assert [json.loads(p.read_text())['params']['seed'] for p in stamps] == [0, 1] and all(json.loads(p.read_text())['params']['split'] == 'val' for p in stamps)

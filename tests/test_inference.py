@@ -58,6 +58,9 @@ def test_edge_filter_and_min_area(tmp_path, mc):
     hi = dict(c, detect=dict(threshold=0.999))   # the rule's threshold makes the mask and polygons (roof pixels are ~0.996)
     assert len(detect(s, m, hi, tile_size=128, overlap=32, edge=0, min_area=0, output_mask=tmp_path/'hi.tif')) == 0
     assert read1(tmp_path/'hi.tif').max() == 0
+    sure = dict(c, detect=dict(min_score=0.9999))   # a minimum mean probability above the roofs' (~0.996) keeps none
+    assert len(detect(s, m, sure, tile_size=128, overlap=32, edge=0, min_area=0)) == 0
+    assert len(detect(s, m, sure, tile_size=128, overlap=32, edge=0, min_area=0, min_score=0)) == 3
 
 def test_merge_distance(tmp_path, mc):
     s = demo_scene(tmp_path/'s.tif', 256, roofs=((100, 60, 50, 50), (100, 120, 50, 50)))  # 10 px = 6 m apart
@@ -235,6 +238,14 @@ def test_batch_min_area_after_merge(tmp_path, chips, mc):
                      progress=False, merge_distance=5)
     assert len(g) == 1 and abs(g.area_m2[0] - 60*100*0.36) < 0.1*60*100*0.36 and g.id.tolist() == [1]
 
+def test_batch_min_score_after_merge(tmp_path, chips, mc):
+    "The card's minimum mean probability applies to the merged buildings (their pixel-weighted mean score), and the CLI flag overrides it."
+    kw = dict(model=mc[0], edge=0, tile_size=128, progress=False, merge_distance=5)
+    g = batch_detect(chips, tmp_path/'a.geojson', card=mc[1], **kw)
+    cut = float(np.sort(g.score_mean)[1]) - 1e-9   # keeps all but the least sure
+    h = batch_detect(chips, tmp_path/'b.geojson', card=dict(mc[1], detect=dict(min_score=cut)), **kw)
+    assert len(h) == len(g) - 1 and h.score_mean.min() >= cut and json.loads((tmp_path/'b.geojson').read_text())['provenance']['min_score'] == str(cut)
+
 def test_batch_resume_after_crash(tmp_path, chips, mc, monkeypatch):
     kw = dict(model=mc[0], card=mc[1], edge=0, tile_size=128, progress=False)
     clean = batch_detect(chips, tmp_path/'clean/all.geojson', **kw)
@@ -301,6 +312,9 @@ def test_cli_detect(tmp_path, scene, ckpt):
     np.testing.assert_allclose(g.area_m2, ref.area_m2, rtol=1e-3)
     assert set(g.model) == {'unet-test'}
     for f in ('o_centroids.geojson', 'o.csv', 'm.tif', 'p.tif'): assert (tmp_path/f).exists()
+    r = run('dcd_detect', '--checkpoint', ckpt, '--image', scene, '--output-geojson', tmp_path/'s.geojson', '--min-area', 20, '--merge-distance', 15,
+            '--tile-size', 128, '--overlap', 32, '--device', 'cpu', '--quiet', '--min-score', 1.0)   # no detection is that sure
+    assert r.returncode == 0 and '0 detection(s)' in r.stdout and len(gpd.read_file(tmp_path/'s.geojson')) == 0
 
 def test_cli_errors(tmp_path, scene):
     r = run('dcd_detect', '--checkpoint', tmp_path/'nope', '--image', scene, '--output-geojson', tmp_path/'o.geojson')
