@@ -304,18 +304,18 @@ def test_evaluation_scores_what_batch_detect_returns(tmp_path):
     assert e.area_m2[1] == pytest.approx(60*110*0.36, rel=0.1)     # the cut roof is one detection again
     assert e.geometry.intersects(b.geometry).all()
 
-def test_tune_rule_cli_pools_val_renders(tmp_path, tiny_model):
-    "dcd_tune_rule renders the val sites (cached), evaluates the model on each, and writes the pooled best rule into the card; bad input says what to do."
+def test_tune_rule_cli_on_val_renders(tmp_path, tiny_model):
+    "dcd_tune_rule renders the val sites (cached), evaluates the model, and writes the best rule into the card; bad input says what to do (pooling renders: 07's demo)."
     m = tmp_path/'m'; shutil.copytree(tiny_model, m)
     tune = Path(sys.executable).parent/'dcd_tune_rule'
-    r = subprocess.run([str(tune), str(m), '--out-dir', str(tmp_path/'val'), '--renders', '2', '--device', 'cpu'], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([str(tune), str(m), '--out-dir', str(tmp_path/'val'), '--renders', '1', '--device', 'cpu'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     rule = json.loads((m/'model.json').read_text())['detect']
-    assert rule['n_renders'] == 2 and 'val sites' in rule['chosen_on'] and rule['n_facilities'] == 2*13   # the val sites' 13 data centers, twice
+    assert rule['n_renders'] == 1 and 'val sites' in rule['chosen_on'] and rule['n_facilities'] == 13   # the val sites' 13 data centers
     assert all(rule[k] in rule['candidates'][k] for k in ('threshold', 'min_area_m2', 'min_score')) and len(rule['candidates']['min_score']) > 1
     assert f"val facility F1 {rule['f1']:.3f}" in r.stdout and 'not real NAIP' in r.stdout
     stamps = sorted((tmp_path/'val').glob('seed*/benchmark.json'))
-    assert [json.loads(p.read_text())['params']['seed'] for p in stamps] == [0, 1] and all(json.loads(p.read_text())['params']['split'] == 'val' for p in stamps)
+    assert [json.loads(p.read_text())['params']['seed'] for p in stamps] == [0] and all(json.loads(p.read_text())['params']['split'] == 'val' for p in stamps)
     for bad, msg in (([str(tmp_path/'nope')], 'no model.json'), ([str(m), '--renders', '0'], 'at least 1')):
         r = subprocess.run([str(tune), *bad, '--out-dir', str(tmp_path/'val')], capture_output=True, text=True, timeout=300)
         assert r.returncode != 0 and 'dcd_tune_rule: error:' in r.stderr and msg in r.stderr and 'Traceback' not in r.stderr
