@@ -206,10 +206,12 @@ def facility_metrics(pred:gpd.GeoDataFrame, truth:gpd.GeoDataFrame, # predicted 
     return out
 
 def facility_counts(pred:gpd.GeoDataFrame, truth:gpd.GeoDataFrame, # both with a `site_id` column
-                    criterion:str='either', iou_min:float=0.5, centroid_m:float=30., method:str='hungarian')->pd.DataFrame:
+                    criterion:str='either', iou_min:float=0.5, centroid_m:float=30., method:str='hungarian',
+                    pairs:pd.DataFrame|None=None # precomputed `pair_table(pred, truth)`
+                   )->pd.DataFrame:
     "Per-site tp, fp, fn of the facility matching (a match counts at the facility's site, a false positive at its own)."
     pred, truth = _as4326(pred, 'prediction'), _as4326(truth, 'truth')
-    mt = assign(pair_table(pred, truth, max(centroid_m, 1.)), criterion, iou_min, centroid_m, method)
+    mt = assign(pair_table(pred, truth, max(centroid_m, 1.)) if pairs is None else pairs, criterion, iou_min, centroid_m, method)
     tps = truth.site_id.iloc[mt.truth].value_counts() if len(mt) else pd.Series(dtype=int)
     fps = pred.drop(index=mt.pred).site_id.value_counts() if len(pred) else pd.Series(dtype=int)
     fns = truth.drop(index=mt.truth).site_id.value_counts() if len(truth) else pd.Series(dtype=int)
@@ -244,10 +246,12 @@ def hard_negative_rates(pred:gpd.GeoDataFrame, # predicted data-center polygons
 # %% ../nbs/07_evaluation.ipynb #aa20c23d
 def facility_errors(pred:gpd.GeoDataFrame, truth:gpd.GeoDataFrame, # predicted polygons, labelled data centers (a `name` column names them)
                     negatives:gpd.GeoDataFrame|None=None, # labelled look-alike buildings (`class`, `name`): what false detections lie on
-                    criterion:str='either', iou_min:float=0.5, centroid_m:float=30., method:str='hungarian')->pd.DataFrame:
+                    criterion:str='either', iou_min:float=0.5, centroid_m:float=30., method:str='hungarian',
+                    pairs:pd.DataFrame|None=None # precomputed `pair_table(pred, truth)`
+                   )->pd.DataFrame:
     "One row per facility error: a labelled data center no detection matches (`missed`), a detection that matches none (`false`, with the labels it covers)."
     pred, truth, negs = _as4326(pred, 'prediction'), _as4326(truth, 'truth'), _as4326(negatives, 'negatives')
-    mt = assign(pair_table(pred, truth, max(centroid_m, 1.)), criterion, iou_min, centroid_m, method)
+    mt = assign(pair_table(pred, truth, max(centroid_m, 1.)) if pairs is None else pairs, criterion, iou_min, centroid_m, method)
     def rows(g, idx, error):
         _, m = _local_utm(g.iloc[idx])
         for j, i in enumerate(idx):
@@ -626,11 +630,12 @@ def summarize(ev:dict, # from `evaluate_chips`
     det = dets[fthr]
     px = micro(df)
     px_ci = {k: bootstrap_ci(df, stat_of(k), n_boot=n_boot, seed=seed) for k in METRICS}
-    fac = facility_metrics(det, truth, iou_min, centroid_m)
-    fc = facility_counts(det, truth, criterion, iou_min, centroid_m)
+    pairs = pair_table(det, truth, max(centroid_m, 1.))   # matched once, for the metrics, the per-site counts and the errors
+    fac = facility_metrics(det, truth, iou_min, centroid_m, pairs=pairs)
+    fc = facility_counts(det, truth, criterion, iou_min, centroid_m, pairs=pairs)
     fac['criterion'], fac['truth_buffer_m'], fac['min_area_m2'], fac['min_score'] = criterion, truth_buffer_m, min_area_m2, min_score
     fac['threshold'] = fthr
-    fac['errors'] = facility_errors(det, truth, negs, criterion, iou_min, centroid_m).to_dict('records')   # which were missed, what the false ones lie on
+    fac['errors'] = facility_errors(det, truth, negs, criterion, iou_min, centroid_m, pairs=pairs).to_dict('records')   # which were missed, what the false ones lie on
     fac['f1_ci'] = bootstrap_ci(fc, stat_of('f1'), n_boot=n_boot, seed=seed)
     fac['ci'] = {k: [b['lo'], b['hi']] for k in ('precision', 'recall', 'f1') for b in [bootstrap_ci(fc, stat_of(k), n_boot=n_boot, seed=seed)]}
     bg = df[(df.tp + df.fn) == 0]
@@ -1082,7 +1087,7 @@ def dcd_tune_rule(checkpoint:str, # model folder (model.safetensors + model.json
                   renders:int=9, # renders of the val sites to pool (about 1 min each on 2 CPU cores)
                   labels:str=None, # label GeoJSON; default: the packaged real label file
                   device:str=None): # cpu, cuda, mps
-    "Choose a model's facility rule (probability threshold, minimum area) on the synthetic benchmark's val sites and write it into its card."
+    "Choose a model's facility rule (probability threshold, minimum area, minimum mean probability) on the synthetic benchmark's val sites and write it into its card."
     try: r = tune_rule(checkpoint, out_dir, renders, labels, device)
     except (FileNotFoundError, PermissionError, ValueError, RuntimeError, OSError) as e: sys.exit(f"dcd_tune_rule: error: {e}")
     print(f"{checkpoint}: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m², minimum mean probability {r['min_score']}; val facility F1 {r['f1']:.3f} "
