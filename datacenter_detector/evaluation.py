@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.colors import ListedColormap
 from tqdm.auto import tqdm
 from .data import read_pair
-from .inference import detect_rule, passes_rule, prob_detections, merge_parts
+from .inference import band_indexes, detect_rule, passes_rule, prob_detections, merge_parts
 from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, write_raster, Grid, RUNS_DIR, MODELS, repo_dir, cli
 
 # %% auto #0
@@ -24,9 +24,9 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'facility_metrics', 'facility_counts', 'hard_negative_rates', 'facility_errors', 'valid_area_km2',
            'fp_density', 'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay',
            'plot_panels', 'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery',
-           'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'summarize', 'write_json',
-           'tune_facility_rule', 'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics',
-           'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
+           'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'verify_sites',
+           'summarize', 'write_json', 'tune_facility_rule', 'set_detect_rule', 'comparison_table', 'markdown_table',
+           'find_metrics', 'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
            'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density',
            'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule', 'dcd_tune_rule']
 
@@ -539,8 +539,10 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
                    card:dict|None=None, # the model card: names the detections and gives its rule's shrink (`detect_rule`); None: a placeholder, no shrink
                    min_area:float=100, # px: drop smaller detections (as `detect`)
                    merge_distance:float=10., # metres: merge detections closer than this, within and across chips (as `detect`)
-                   ignore:int=255)->dict:
-    "Run `predict` over the chips of `split`: per-chip table, histograms, detections (at `threshold` and each sweep threshold), kept probabilities."
+                   ignore:int=255,
+                   verifier:str|Path|None=None # a building verifier (05d) to give every detection its `verify_p`; None: the card's rule's, if any
+                  )->dict:
+    "Run `predict` over the chips of `split`: per-chip table, histograms, detections (at `threshold` and each sweep threshold, verified), kept probabilities."
     idx = read_chip_index(chips_dir, split)
     rows, hist, keep = [], np.zeros((2, 100), np.int64), {}
     sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(threshold), 4)})
@@ -558,8 +560,26 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
         hist += prob_hist(prob, msk, ignore=ignore)
         for t in sweep: dets[t].append(prob_detections(prob, tfm, crs, card, t, min_area, source=r.chip_id, edge=0, merge_distance=merge_distance, min_area_m2=0., min_score=0.))
     df, sites = pd.DataFrame(rows), dict(zip(idx.chip_id, idx.site_id.astype(int)))
+    merged = {t: merge_chips(v, sites, merge_distance) for t, v in dets.items()}
+    verifier = verifier or detect_rule(card)['verifier']
+    if verifier: verify_sites(merged, idx, chips_dir, verifier)
     return dict(index=idx, chips=df, hist=hist, probs=keep, threshold=float(threshold),
-                detections={t: merge_chips(v, sites, merge_distance) for t, v in dets.items()}, chips_dir=str(chips_dir), masks_dir=str(masks_dir), split=split)
+                detections=merged, chips_dir=str(chips_dir), masks_dir=str(masks_dir), split=split)
+
+def verify_sites(dets:dict, # threshold -> merged detections (with site_id), as `evaluate_chips` makes them; `verify_p` is filled in place
+                 idx:gpd.GeoDataFrame, # the chips index (site_id, path)
+                 chips_dir:Path|str, verifier:str|Path, # the chips folder; the verifier (folder or shipped name)
+                 device=None):
+    "Give every detection the verifier's probability (`verify_p`), from crops of its site's chips merged into one mosaic."
+    from datacenter_detector.verify import load_verifier, verify_detections, site_mosaic
+    vm, vc = load_verifier(verifier, device)
+    for sid, rows in idx.groupby('site_id'):
+        todo = {t: (d.site_id == int(sid)).values for t, d in dets.items() if len(d)}
+        if not any(m.any() for m in todo.values()): continue
+        with site_mosaic([Path(chips_dir)/p for p in rows.path]) as ds:
+            bi = band_indexes(ds, vc)
+            for t, m in todo.items():
+                if m.any(): dets[t].loc[m, 'verify_p'] = verify_detections(dets[t][m], ds, vm, vc, bi)
 
 # %% ../nbs/07_evaluation.ipynb #f0ef11ac
 def _demo_split(root:Path, # folder to write chips/, masks/ and labels.geojson into
@@ -614,11 +634,12 @@ def summarize(ev:dict, # from `evaluate_chips`
               truth_buffer_m:float=0., # grow labelled data centers by this (e.g. the masks' buffer) before facility matching
               min_area_m2:float=0., # facility rule: drop merged detections under this many m² (a model card's `detect.min_area_m2`)
               min_score:float=0., # facility rule: drop merged detections whose mean probability is under this (`detect.min_score`)
+              min_verify:float=0., # facility rule: drop merged detections the building verifier gives a lower probability (`detect.min_verify`)
               facility_threshold:float|None=None # facility rule: polygons at this probability (one of the evaluation's); None: the pixel threshold
              )->dict:
     "The metrics dictionary of an evaluation (what metrics.json holds)."
     df, thr = ev['chips'], ev['threshold']
-    dets = {t: d[passes_rule(d, min_area_m2, min_score)].reset_index(drop=True) for t, d in ev['detections'].items()}
+    dets = {t: d[passes_rule(d, min_area_m2, min_score, min_verify)].reset_index(drop=True) for t, d in ev['detections'].items()}
     dcs = labels[_is_dc(labels)]
     if truth_buffer_m:
         epsg, g = _local_utm(dcs)
@@ -633,7 +654,7 @@ def summarize(ev:dict, # from `evaluate_chips`
     pairs = pair_table(det, truth, max(centroid_m, 1.))   # matched once, for the metrics, the per-site counts and the errors
     fac = facility_metrics(det, truth, iou_min, centroid_m, pairs=pairs)
     fc = facility_counts(det, truth, criterion, iou_min, centroid_m, pairs=pairs)
-    fac['criterion'], fac['truth_buffer_m'], fac['min_area_m2'], fac['min_score'] = criterion, truth_buffer_m, min_area_m2, min_score
+    fac['criterion'], fac['truth_buffer_m'], fac['min_area_m2'], fac['min_score'], fac['min_verify'] = criterion, truth_buffer_m, min_area_m2, min_score, min_verify
     fac['threshold'] = fthr
     fac['errors'] = facility_errors(det, truth, negs, criterion, iou_min, centroid_m, pairs=pairs).to_dict('records')   # which were missed, what the false ones lie on
     fac['f1_ci'] = bootstrap_ci(fc, stat_of('f1'), n_boot=n_boot, seed=seed)
@@ -681,8 +702,10 @@ def tune_facility_rule(ev:dict|list, # `evaluate_chips` on the validation split 
                        areas:Iterable=(0, 250, 500, 1000, 2000, 3000, 5000, 8000), # candidate minimum facility areas, m²
                        scores:Iterable=(0, .9, .95, .97, .98, .99), # candidate minimum mean probabilities of a facility
                        thresholds:Iterable|None=None, # candidate probability thresholds; None: all that `ev` swept
-                       iou_min:float=0.5, centroid_m:float=30., criterion:str='either')->dict:
-    "The (threshold, minimum area, minimum mean probability) that maximises facility F1, pooled over `ev`'s renders; among ties the threshold nearest the pixel one, then the smallest area and score."
+                       iou_min:float=0.5, centroid_m:float=30., criterion:str='either',
+                       verifies:Iterable=(0, .1, .2, .3, .5, .7, .9) # candidate minimum verifier probabilities (used when the detections carry `verify_p`)
+                      )->dict:
+    "The (threshold, minimum area, minimum mean probability, minimum verifier probability) that maximises facility F1, pooled over `ev`'s renders; among ties the threshold nearest the pixel one, then the smallest area, score and verifier minimum."
     evs = [ev] if isinstance(ev, dict) else list(ev)
     if any(e['split'] == 'test' for e in evs): raise ValueError("tune_facility_rule was given the test split: choose the facility rule on the validation split "
                                                                 "(evaluate_chips(..., split='val')), or the test figures are no longer held out.")
@@ -690,29 +713,32 @@ def tune_facility_rule(ev:dict|list, # `evaluate_chips` on the validation split 
     ts = sorted(set.intersection(*(set(e['detections']) for e in evs))) if thresholds is None else sorted(round(float(t), 4) for t in thresholds)
     dets = {t: [_as4326(e['detections'][t], 'prediction') for e in evs] for t in ts}
     pairs = {t: [pair_table(d, tr, max(centroid_m, 1.)) for d, tr in zip(dets[t], truths)] for t in ts}   # once per render and threshold
-    def counts(t, a, s):   # true positives, detections and true facilities, summed over the renders
+    vs = sorted(verifies) if any('verify_p' in d and d['verify_p'].notna().any() for ds in dets.values() for d in ds) else [0.]
+    def counts(t, a, s, v):   # true positives, detections and true facilities, summed over the renders
         c = np.zeros(3, int)
         for d, pr, tr in zip(dets[t], pairs[t], truths):
-            keep = passes_rule(d, a, s)
+            keep = passes_rule(d, a, s, v)
             c += [len(assign(pr[keep[pr.pred.values]].reset_index(drop=True), criterion, iou_min, centroid_m)), keep.sum(), len(tr)]
         return c
-    rows = [dict(threshold=t, min_area_m2=float(a), min_score=float(s), **_fac_scores(*map(int, counts(t, a, s))))
-            for t in ts for a in sorted(areas) for s in sorted(scores)]
+    rows = [dict(threshold=t, min_area_m2=float(a), min_score=float(s), min_verify=float(v), **_fac_scores(*map(int, counts(t, a, s, v))))
+            for t in ts for a in sorted(areas) for s in sorted(scores) for v in vs]
     thr = evs[0]['threshold']
-    best = max(rows, key=lambda r: (r['f1'], -abs(r['threshold'] - thr), -r['min_area_m2'], -r['min_score']))
-    return dict(threshold=best['threshold'], min_area_m2=best['min_area_m2'], min_score=best['min_score'], f1=best['f1'], split=evs[0]['split'] or 'all',
+    best = max(rows, key=lambda r: (r['f1'], -abs(r['threshold'] - thr), -r['min_area_m2'], -r['min_score'], -r['min_verify']))
+    return dict(threshold=best['threshold'], min_area_m2=best['min_area_m2'], min_score=best['min_score'], min_verify=best['min_verify'], f1=best['f1'], split=evs[0]['split'] or 'all',
                 pixel_threshold=thr, criterion=criterion, n_facilities=int(sum(map(len, truths))), n_renders=len(evs), sweep=rows)
 
 def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.safetensors)
-                    rule:dict, # from `tune_facility_rule` (threshold, min_area_m2, min_score, how it was chosen)
-                    chosen_on:str='' # what the rule was tuned on, for the card
+                    rule:dict, # from `tune_facility_rule` (threshold, min_area_m2, min_score, min_verify, how it was chosen)
+                    chosen_on:str='', # what the rule was tuned on, for the card
+                    verifier:str|None=None # the building verifier the rule's `min_verify` applies to (05d); None: none
                    )->dict:
     "Write the detection rule into the model card (`detect`), atomically; return the card."
     js = Path(model_dir)/'model.json'
     card = json.loads(js.read_text())
     card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']), min_score=float(rule.get('min_score', 0.)),
+                          **(dict(verifier=str(verifier), min_verify=float(rule.get('min_verify', 0.))) if verifier else {}),
                           chosen_on=chosen_on or f"{rule.get('split')} split", f1=rule.get('f1'), criterion=rule.get('criterion'),
-                          n_facilities=rule.get('n_facilities'), n_renders=rule.get('n_renders', 1), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2', 'min_score')})
+                          n_facilities=rule.get('n_facilities'), n_renders=rule.get('n_renders', 1), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2', 'min_score') + (('min_verify',) if verifier else ())})
     with atomic_path(js) as t: Path(t).write_text(json.dumps(_clean(card), indent=1))
     return card
 
@@ -841,7 +867,7 @@ def facility_detections(ev:dict, metrics:dict)->gpd.GeoDataFrame:
     "The detections that the facility metrics scored: at the facility rule's threshold, those that pass its minimum area and score."
     f = metrics.get('facility', {})
     d = ev['detections'][round(float(f.get('threshold', ev['threshold'])), 4)]
-    return d[passes_rule(d, float(f.get('min_area_m2', 0.)), float(f.get('min_score') or 0.))].reset_index(drop=True)
+    return d[passes_rule(d, float(f.get('min_area_m2', 0.)), float(f.get('min_score') or 0.), float(f.get('min_verify') or 0.))].reset_index(drop=True)
 
 def report_figures(ev:dict, metrics:dict, labels:gpd.GeoDataFrame, n_panels:int=4, k:int=6)->dict:
     "All figures of an evaluation, as title -> Figure."
@@ -1008,7 +1034,7 @@ def measure_model(checkpoint:str|None, # model folder or .ckpt; None: the shippe
     ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr, sweep=SWEEP + (rule['threshold'],), card=card)
     src = sorted(set(map(str, ev['index']['source']))) if 'source' in ev['index'] else ['unknown']
     data = data or f"chips in {chips_dir} (source: {', '.join(src)})" + ('; SYNTHETIC scenes, not real NAIP accuracy' if any('synth' in s for s in src) else '')
-    met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=rule['min_area_m2'], min_score=rule['min_score'], facility_threshold=rule['threshold'],
+    met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=rule['min_area_m2'], min_score=rule['min_score'], min_verify=rule['min_verify'], facility_threshold=rule['threshold'],
                     model=dict(name=card.get('name'), version=card.get('version'), checkpoint=str(checkpoint or 'shipped default'), bands=card.get('bands'), tta=tta))
     return ev, met, card
 
@@ -1067,7 +1093,9 @@ def tune_rule(checkpoint:str|Path, # a model folder (model.json + model.safetens
               out_dir:str|Path='runs/benchmark_val', # where the val renders are made (cached: a rerun reuses them)
               renders:int=9, # renders of the val sites (seeds 0..renders-1) to pool
               labels=None, # label file or GeoDataFrame; None: the packaged real labels
-              device:str|None=None, difficulty:str='hard')->dict:
+              device:str|None=None, difficulty:str='hard',
+              verifier:str|None=None # a building verifier (05d: a folder or a shipped name) whose minimum probability is tuned too; None: the card's, if any
+             )->dict:
     "Tune a model folder's facility rule on renders of the synthetic benchmark's val sites and write it into its card; return the rule."
     from datacenter_detector.labels import load_labels
     from datacenter_detector.core import LABELS
@@ -1075,10 +1103,11 @@ def tune_rule(checkpoint:str|Path, # a model folder (model.json + model.safetens
     if not (Path(checkpoint)/'model.json').exists(): raise FileNotFoundError(f"{checkpoint} is not a model folder (no model.json): pass the output folder of dcd_train.")
     labs = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
     predict, card = model_predictor(checkpoint, device)
-    evs = [evaluate_chips(predict, *synthetic_benchmark(Path(out_dir)/f'seed{s}', 'val', s, difficulty, labels=labels), 'val', card['threshold'], card=card)
+    verifier = verifier or detect_rule(card)['verifier']
+    evs = [evaluate_chips(predict, *synthetic_benchmark(Path(out_dir)/f'seed{s}', 'val', s, difficulty, labels=labels), 'val', card['threshold'], card=card, verifier=verifier)
            for s in tqdm(range(renders), desc='val renders', leave=False)]
     rule = tune_facility_rule(evs, labs)
-    set_detect_rule(checkpoint, rule, f"facility F1 on the synthetic benchmark's val sites ({difficulty}), {renders} render(s) pooled")
+    set_detect_rule(checkpoint, rule, f"facility F1 on the synthetic benchmark's val sites ({difficulty}), {renders} render(s) pooled", verifier)
     return rule
 
 @cli
@@ -1086,9 +1115,10 @@ def dcd_tune_rule(checkpoint:str, # model folder (model.safetensors + model.json
                   out_dir:str='runs/benchmark_val', # where the val renders go (cached)
                   renders:int=9, # renders of the val sites to pool (about 1 min each on 2 CPU cores)
                   labels:str=None, # label GeoJSON; default: the packaged real label file
-                  device:str=None): # cpu, cuda, mps
-    "Choose a model's facility rule (probability threshold, minimum area, minimum mean probability) on the synthetic benchmark's val sites and write it into its card."
-    try: r = tune_rule(checkpoint, out_dir, renders, labels, device)
+                  device:str=None, # cpu, cuda, mps
+                  verifier:str=None): # building verifier (05d) whose minimum probability is tuned too: a folder or a shipped name (verify4); default: the card's
+    "Choose a model's facility rule (probability threshold, minimum area, minimum mean probability, minimum verifier probability) on the synthetic benchmark's val sites and write it into its card."
+    try: r = tune_rule(checkpoint, out_dir, renders, labels, device, verifier=verifier)
     except (FileNotFoundError, PermissionError, ValueError, RuntimeError, OSError) as e: sys.exit(f"dcd_tune_rule: error: {e}")
-    print(f"{checkpoint}: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m², minimum mean probability {r['min_score']}; val facility F1 {r['f1']:.3f} "
+    print(f"{checkpoint}: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m², minimum mean probability {r['min_score']}, minimum verifier probability {r['min_verify']}; val facility F1 {r['f1']:.3f} "
           f"({r['n_facilities']} facilities in {r['n_renders']} renders; synthetic scenes, not real NAIP)")

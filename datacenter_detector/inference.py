@@ -24,8 +24,8 @@ from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS
 __all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'passes_rule', 'check_card', 'load_detector',
            'band_indexes', 'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching',
            'fold_batchnorm', 'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'shrink', 'merge_close',
-           'detections', 'prob_detections', 'to_geojson', 'centroids', 'detect_block', 'detect', 'find_inputs',
-           'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
+           'detections', 'prob_detections', 'to_geojson', 'centroids', 'detect_block', 'apply_verifier', 'detect',
+           'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
 
 # %% ../nbs/06_inference.ipynb #67ad2616
 class BrightRoofNet(nn.Module):
@@ -54,18 +54,21 @@ def bright_roof_model(bands=BAND_NAMES, # the band names the model takes
 # %% ../nbs/06_inference.ipynb #43c8ee09
 def detect_rule(card:dict # a model card
                )->dict:
-    "The card's detection rule (`detect`, see 07): probability threshold, minimum facility area (m²) and mean probability, and the shrink (m) back to the roof."
+    "The card's detection rule (`detect`, see 07): probability threshold, minimum facility area (m²) and mean probability, the building verifier (05d) and its minimum, and the shrink (m) back to the roof."
     r, td = card.get('detect') or {}, card.get('training_data')
     td = td if isinstance(td, dict) else {}   # a summary: a dict from dcd_train, text elsewhere
     return dict(threshold=float(r.get('threshold', card.get('threshold', 0.5))), min_area_m2=float(r.get('min_area_m2', 0.)),
-                min_score=float(r.get('min_score', 0.)), shrink_m=float(td.get('mask_buffer_m') or 0.))   # the masks' buffer, recorded by train
+                min_score=float(r.get('min_score', 0.)), verifier=r.get('verifier'), min_verify=float(r.get('min_verify', 0.)),
+                shrink_m=float(td.get('mask_buffer_m') or 0.))   # the masks' buffer, recorded by train
 
-def passes_rule(d:pd.DataFrame, # detections with `area_m2` and `score_mean` columns
+def passes_rule(d:pd.DataFrame, # detections with `area_m2` and `score_mean` columns (and `verify_p` if verified)
                 min_area_m2:float=0., # smaller detections fail (NaN areas, in pixel coordinates, pass)
-                min_score:float=0. # detections whose mean probability is lower fail
+                min_score:float=0., # detections whose mean probability is lower fail
+                min_verify:float=0. # detections the verifier gives a lower probability fail (unverified ones, NaN, pass)
                )->np.ndarray:
     "Which detections a facility rule keeps: a bool per row."
-    return np.asarray(~(d.area_m2 < min_area_m2) & ~(d.score_mean < min_score))
+    v = d['verify_p'] if 'verify_p' in d else np.nan
+    return np.asarray(~(d.area_m2 < min_area_m2) & ~(d.score_mean < min_score) & ~(v < min_verify))
 
 _CARD_KEYS = ('name', 'version', 'bands', 'norm', 'threshold')
 
@@ -545,7 +548,7 @@ def _utm_measures(gdf4326):
         area[sel], per[sel] = g.area.values, g.length.values
     return area, per
 
-COLUMNS = ['id', 'lat', 'lon', 'area_m2', 'perimeter_m', 'area_px', 'score_mean', 'score_max', 'source', 'model', 'model_version']
+COLUMNS = ['id', 'lat', 'lon', 'area_m2', 'perimeter_m', 'area_px', 'score_mean', 'score_max', 'verify_p', 'source', 'model', 'model_version']
 
 def _finish(gdf, card, source, min_area, min_area_m2, regularize, res=None, min_score=0.):
     "Regularise, measure and filter detections (any CRS, or none = pixels); return them in EPSG:4326 (or pixels) with COLUMNS."
@@ -563,6 +566,7 @@ def _finish(gdf, card, source, min_area, min_area_m2, regularize, res=None, min_
     out['area_px'] = out['n_pixels'].astype(float)
     out['score_mean'] = (out['score_sum']/out['n_pixels']).astype(float)
     out['score_max'] = out['score_max'].astype(float)
+    out['verify_p'] = out['verify_p'].astype(float) if 'verify_p' in out else np.nan   # the building verifier's say (05d): NaN until it looks
     out = out[(out.area_px >= min_area).values & passes_rule(out, min_area_m2, min_score)]
     cx, cy = (out.lon, out.lat) if gdf.crs is not None else (shapely.get_x(shapely.centroid(out.geometry.values)), shapely.get_y(shapely.centroid(out.geometry.values)))
     out = out.iloc[np.lexsort((np.asarray(cx), -np.asarray(cy)))] if len(out) else out  # north to south, then west to east
@@ -691,6 +695,21 @@ def detect_block(image:str|Path, # GeoTIFF / COG / VRT
     st = predict_raster(image, model, card, on_block=pieces, part=part, **kw)
     return pieces.frame(), st['valid_pixels']
 
+def apply_verifier(gdf:gpd.GeoDataFrame, # detections of `image` (EPSG:4326, or pixel coordinates)
+                   image:str|Path, # the image they were found in
+                   card:dict, # the model card: its rule's `verifier` (05d) looks at each detection
+                   min_verify:float|None=None, # drop detections the verifier gives a lower probability (None: the card's rule)
+                   device=None)->gpd.GeoDataFrame:
+    "Detections with the verifier's probability (`verify_p`), those under `min_verify` dropped and the rest renumbered; unchanged without a verifier."
+    rule = detect_rule(card)
+    if not rule['verifier'] or not len(gdf): return gdf
+    from datacenter_detector.verify import load_verifier, verify_detections
+    vm, vc = load_verifier(rule['verifier'], device)
+    with rasterio.open(image) as ds: p = verify_detections(gdf, ds, vm, vc, band_indexes(ds, vc))
+    gdf = gdf.assign(verify_p=p)
+    gdf = gdf[passes_rule(gdf, min_verify=rule['min_verify'] if min_verify is None else min_verify)]
+    return gdf.assign(id=np.arange(1, len(gdf)+1)).reset_index(drop=True)
+
 def detect(image:str|Path, # GeoTIFF / COG / VRT
            model:nn.Module, # maps (N,C,H,W) to (N,1,H,W) logits
            card:dict, # its model card
@@ -704,6 +723,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
            min_area:float=100, # drop detections under this many pixels
            min_area_m2:float|None=None, # drop detections under this many m² (None: the model card's rule, `detect_rule`)
            min_score:float|None=None, # drop detections whose mean probability is under this (None: the model card's rule)
+           min_verify:float|None=None, # drop detections the building verifier (the card's `detect.verifier`, 05d) gives a lower probability (None: the card's rule)
            merge_distance:float=10., # metres: merge detections closer than this
            edge:int=50, # drop detections within this many px of the raster's edge
            regularize:str|None=None, # None, 'simplify' or 'rectangle'
@@ -718,11 +738,14 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
     if min_area_m2 is None: min_area_m2 = rule['min_area_m2']
     if min_score is None: min_score = rule['min_score']
     info = _check_image(image, card, pixel_coords)
+    if rule['verifier']:
+        from datacenter_detector.verify import load_verifier
+        load_verifier(rule['verifier'], kw.get('device'))   # a missing verifier fails here, before any inference
     outs = {k: v for k, v in dict(output_geojson=output_geojson, output_centroids=output_centroids, output_csv=output_csv,
             output_gpkg=output_gpkg, output_parquet=output_parquet, output_mask=output_mask, output_prob=output_prob).items() if v}
     params = dict(tile_size=kw.get('tile_size', 256), overlap=kw.get('overlap', 32), blend=kw.get('blend', 'cosine'),
                   tta=kw.get('tta', False), threshold=rule['threshold'], min_area=min_area, min_area_m2=min_area_m2, min_score=min_score, shrink_m=rule['shrink_m'],
-                  merge_distance=merge_distance, edge=edge, regularize=regularize)
+                  verifier=rule['verifier'], min_verify=rule['min_verify'] if min_verify is None else min_verify, merge_distance=merge_distance, edge=edge, regularize=regularize)
     tags = provenance(source=Path(image).name, source_path=Path(image).resolve(), model=card['name'],
                       model_version=card['version'], **params)
     with contextlib.ExitStack() as es:
@@ -734,6 +757,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
         if sum(v for _, v in blocks) == 0: warnings.warn(f"{image} holds only nodata: no detections; writing empty outputs.")
         gdf = detections(pd.concat([p for p, _ in blocks], ignore_index=True), info['transform'] if info['crs'] else None, info['crs'], info['shape'], card,
                          Path(image).name, edge, merge_distance, min_area, min_area_m2, regularize, min_score)
+        gdf = apply_verifier(gdf, image, card, params['min_verify'], kw.get('device'))
         for k, kind in _KINDS.items():
             if k in tmps: _write_vector(kind, gdf, tmps[k], tags)
         for k, name, rs in (('output_mask', 'mask.tif', 'nearest'), ('output_prob', 'prob.tif', 'average')):
@@ -830,6 +854,7 @@ def merge_parts(parts:list[gpd.GeoDataFrame], # per-input detections, EPSG:4326,
         geoms.append(gg[0] if len(gg) == 1 else shapely.union_all(shapely.buffer(gg, max(merge_distance, 0.01)/2, quad_segs=4)).buffer(-max(merge_distance, 0.01)/2, quad_segs=4))
         srcs.append(';'.join(dict.fromkeys(m.source.values[lab == k])))
     agg = _aggregate(m, lab, geoms)
+    agg['verify_p'] = pd.Series(m.verify_p.values, dtype=float).groupby(lab).max().values if 'verify_p' in m else np.nan   # the best look at any part
     card = dict(name=';'.join(dict.fromkeys(g.model)), version=';'.join(dict.fromkeys(g.model_version)))
     agg['source'] = srcs
     out = _finish(agg, card, None, 0, 0, None)
@@ -856,12 +881,12 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
                 )->gpd.GeoDataFrame:
     "Detect in many rasters, resumably (optionally on Dask), and merge the detections across inputs."
     paths, kw = find_inputs(inputs), dict(kw, edge=edge)
-    min_m2, min_sc = kw.pop('min_area_m2', None), kw.pop('min_score', None)  # a facility rule: applied after the merge across inputs (a building may span inputs)
+    min_m2, min_sc, min_v = kw.pop('min_area_m2', None), kw.pop('min_score', None), kw.pop('min_verify', None)  # a facility rule: applied after the merge across inputs (a building may span inputs)
     output_geojson = Path(output_geojson)
     work_dir = Path(work_dir or output_geojson.with_suffix('.parts'))
     if model is None: model_card = load_detector(checkpoint, device='cpu')[1]  # fails early on a bad checkpoint
     else: model_card = check_card(card)
-    spec = dict(checkpoint=str(checkpoint) if checkpoint else None, device=device, kw=dict(kw, min_area_m2=0., min_score=0.),
+    spec = dict(checkpoint=str(checkpoint) if checkpoint else None, device=device, kw=dict(kw, min_area_m2=0., min_score=0., min_verify=0.),
                 model=model, card=card)
     same = {k: v for k, v in kw.items() if k not in ('threads', 'progress', 'batch_size')}  # settings that do not change results
     spec_hash = hashlib.sha1(json.dumps(dict(m=model_card['name'], v=model_card['version'], w=model_card.get('sha256'), ck=spec['checkpoint'], kw=same,
@@ -904,10 +929,10 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
     parts = [gpd.read_file(work_dir/done[keys[p]]['part']) if done[keys[p]]['n'] else None for p in paths]
     merged = merge_parts([p for p in parts if p is not None], merge_distance)
     rule = detect_rule(model_card)
-    min_m2, min_sc = rule['min_area_m2'] if min_m2 is None else min_m2, rule['min_score'] if min_sc is None else min_sc
-    merged = merged[passes_rule(merged, min_m2, min_sc)].assign(id=lambda d: np.arange(1, len(d)+1)).reset_index(drop=True)
+    min_m2, min_sc, min_v = (rule[k] if v is None else v for k, v in (('min_area_m2', min_m2), ('min_score', min_sc), ('min_verify', min_v)))
+    merged = merged[passes_rule(merged, min_m2, min_sc, min_v)].assign(id=lambda d: np.arange(1, len(d)+1)).reset_index(drop=True)
     tags = provenance(inputs=len(paths), model=model_card['name'], model_version=model_card['version'],
-                      merge_distance=merge_distance, min_area_m2=min_m2, min_score=min_sc, **{k: v for k, v in kw.items() if k not in ('threads',)})
+                      merge_distance=merge_distance, min_area_m2=min_m2, min_score=min_sc, verifier=rule['verifier'], min_verify=min_v, **{k: v for k, v in kw.items() if k not in ('threads',)})
     output_centroids = output_centroids or output_geojson.with_name(output_geojson.stem + '_centroids.geojson')
     with contextlib.ExitStack() as es:
         for kind, path in (('geojson', output_geojson), ('centroids', output_centroids), ('csv', output_csv)):
@@ -933,6 +958,7 @@ def dcd_detect(image:str=None, # the input raster (GeoTIFF / COG / VRT)
                min_area:float=100, # minimum detection area, pixels
                min_area_m2:float=None, # minimum detection area, m² (default: the model card's rule)
                min_score:float=None, # minimum mean probability of a detection (default: the model card's rule)
+               min_verify:float=None, # minimum building-verifier probability of a detection (default: the model card's rule; 0: keep all)
                merge_distance:float=10, # merge detections closer than this, metres
                tile_size:int=256, # tile size, px
                overlap:int=32, # overlap between tiles, px
@@ -955,7 +981,7 @@ def dcd_detect(image:str=None, # the input raster (GeoTIFF / COG / VRT)
         cent = output_centroids or (str(Path(output_geojson).with_name(Path(output_geojson).stem + '_centroids.geojson')) if output_geojson else None)
         dev = get_device(device)
         model, card = load_detector(checkpoint, device=dev)
-        gdf = detect(image, model, card, **outs, output_centroids=cent, min_area=min_area, min_area_m2=min_area_m2, min_score=min_score,
+        gdf = detect(image, model, card, **outs, output_centroids=cent, min_area=min_area, min_area_m2=min_area_m2, min_score=min_score, min_verify=min_verify,
                      merge_distance=merge_distance, edge=edge, regularize=regularize, pixel_coords=pixel_coords,
                      progress=not quiet, tile_size=tile_size, overlap=overlap, blend=blend, tta=tta,
                      batch_size=batch_size, device=dev, threads=threads, compile=False if no_compile else None)
@@ -977,6 +1003,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
                      min_area:float=100, # minimum detection area, pixels
                      min_area_m2:float=None, # minimum detection area, m² (default: the model card's rule)
                      min_score:float=None, # minimum mean probability of a detection (default: the model card's rule)
+                     min_verify:float=None, # minimum building-verifier probability of a detection (default: the model card's rule; 0: keep all)
                      tile_size:int=256, # tile size, px
                      overlap:int=32, # overlap between tiles, px
                      tta:bool=False, # test-time augmentation
@@ -992,7 +1019,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
         if not ins: raise ValueError("Give --chips-dir DIR and/or --images PATH_OR_GLOB ...")
         g = batch_detect(ins, output_geojson, checkpoint=checkpoint, output_centroids=output_centroids, output_csv=output_csv,
                          merge_distance=merge_distance, work_dir=work_dir, scheduler=scheduler, workers=workers, split=split,
-                         device=device, progress=not quiet, min_area=min_area, min_area_m2=min_area_m2, min_score=min_score,
+                         device=device, progress=not quiet, min_area=min_area, min_area_m2=min_area_m2, min_score=min_score, min_verify=min_verify,
                          tile_size=tile_size, overlap=overlap, tta=tta, edge=edge, threads=threads,
                          **(dict(compile=False) if no_compile else {}))
         print(f"{len(g)} detection(s) from {len(find_inputs(ins))} input(s)")

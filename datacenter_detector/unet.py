@@ -79,15 +79,18 @@ class SmpUNet(nn.Module):
             f"SmpUNet{self.arch} got an input of shape {tuple(x.shape)}: it needs (N, {self.arch['in_ch']}, H, W) with H and W multiples of 32.")
         return self.net(x)
 
-def build_model(arch:dict # a card's `arch`: UNet's {in_ch, base, depth}, {kind: 'smp', in_ch, encoder} or 04's {kind: 'geo', ...}
+def build_model(arch:dict # a card's `arch`: UNet's {in_ch, base, depth}, {kind: 'smp', in_ch, encoder}, 04's {kind: 'geo', ...} or 05d's {kind: 'verify', ...}
                )->nn.Module:
-    "The network a card's `arch` describes (random weights; 'geo': 04's frozen geoembed encoder + head)."
+    "The network a card's `arch` describes (random weights; 'geo': 04's frozen geoembed encoder + head; 'verify': 05d's building verifier)."
     a = dict(arch); kind = a.pop('kind', 'unet')
     if kind == 'smp': return SmpUNet(**a)
+    if kind == 'verify':
+        from datacenter_detector.verify import VerifyNet
+        return VerifyNet(**a)
     if kind == 'geo':
         from datacenter_detector.baseline import GeoSegmentor, load_geoembed
         a.pop('in_ch'); return GeoSegmentor(load_geoembed(), **a)
-    if kind != 'unet': raise ValueError(f"Unknown architecture kind {kind!r} in {arch}: expected 'unet', 'smp' or 'geo'.")
+    if kind != 'unet': raise ValueError(f"Unknown architecture kind {kind!r} in {arch}: expected 'unet', 'smp', 'geo' or 'verify'.")
     return UNet(**a)
 
 # %% ../nbs/05b_unet.ipynb #9ad52b98

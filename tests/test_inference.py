@@ -246,6 +246,17 @@ def test_batch_min_score_after_merge(tmp_path, chips, mc):
     h = batch_detect(chips, tmp_path/'b.geojson', card=dict(mc[1], detect=dict(min_score=cut)), **kw)
     assert len(h) == len(g) - 1 and h.score_mean.min() >= cut and json.loads((tmp_path/'b.geojson').read_text())['provenance']['min_score'] == str(cut)
 
+def test_batch_verifier_after_merge(tmp_path, chips, mc):
+    "The building verifier (05d) scores each input's detections, the merge keeps the best score of a building's parts, and its minimum applies after the merge."
+    from datacenter_detector.verify import constant_verifier
+    card = dict(mc[1], detect=dict(verifier=str(constant_verifier(tmp_path/'v', 0.3)), min_verify=0.5))
+    kw = dict(model=mc[0], edge=0, tile_size=128, progress=False, merge_distance=5)
+    assert len(batch_detect(chips, tmp_path/'a.geojson', card=card, **kw)) == 0              # 0.3 < 0.5: every building rejected
+    g = batch_detect(chips, tmp_path/'b.geojson', card=card, min_verify=0.2, **kw)           # the flag overrides the card
+    assert len(g) == 4 and np.allclose(g.verify_p, 0.3, atol=1e-3)
+    prov = json.loads((tmp_path/'b.geojson').read_text())['provenance']
+    assert prov['min_verify'] == '0.2' and prov['verifier'] == card['detect']['verifier']
+
 def test_batch_resume_after_crash(tmp_path, chips, mc, monkeypatch):
     kw = dict(model=mc[0], card=mc[1], edge=0, tile_size=128, progress=False)
     clean = batch_detect(chips, tmp_path/'clean/all.geojson', **kw)
@@ -315,6 +326,23 @@ def test_cli_detect(tmp_path, scene, ckpt):
     r = run('dcd_detect', '--checkpoint', ckpt, '--image', scene, '--output-geojson', tmp_path/'s.geojson', '--min-area', 20, '--merge-distance', 15,
             '--tile-size', 128, '--overlap', 32, '--device', 'cpu', '--quiet', '--min-score', 1.0)   # no detection is that sure
     assert r.returncode == 0 and '0 detection(s)' in r.stdout and len(gpd.read_file(tmp_path/'s.geojson')) == 0
+
+def test_cli_detect_verifier(tmp_path, scene, ckpt):
+    "A card whose rule names a verifier: dcd_detect scores every detection (verify_p in the CSV) and drops those under its minimum; a missing verifier is a clear error."
+    from datacenter_detector.verify import constant_verifier
+    m = tmp_path/'model'; shutil.copytree(ckpt, m)
+    card = json.loads((m/'model.json').read_text())
+    def with_rule(**r): (m/'model.json').write_text(json.dumps(dict(card, detect=dict(threshold=card['threshold'], **r))))
+    args = ('--checkpoint', m, '--image', scene, '--min-area', 20, '--merge-distance', 15, '--tile-size', 128, '--device', 'cpu', '--quiet')
+    with_rule(verifier=str(constant_verifier(tmp_path/'v', 0.3)), min_verify=0.5)
+    r = run('dcd_detect', *args, '--output-geojson', tmp_path/'a.geojson')
+    assert r.returncode == 0 and '0 detection(s)' in r.stdout, r.stderr
+    r = run('dcd_detect', *args, '--output-geojson', tmp_path/'b.geojson', '--output-csv', tmp_path/'b.csv', '--min-verify', 0)
+    df = pd.read_csv(tmp_path/'b.csv', comment='#')
+    assert r.returncode == 0 and len(df) > 0 and np.allclose(df.verify_p, 0.3, atol=1e-3), r.stderr
+    with_rule(verifier=str(tmp_path/'no_such_verifier'), min_verify=0.5)
+    r = run('dcd_detect', *args, '--output-geojson', tmp_path/'c.geojson')
+    assert r.returncode == 1 and 'No verifier at' in r.stderr and 'Traceback' not in r.stderr and not (tmp_path/'c.geojson').exists()
 
 def test_cli_errors(tmp_path, scene):
     r = run('dcd_detect', '--checkpoint', tmp_path/'nope', '--image', scene, '--output-geojson', tmp_path/'o.geojson')
