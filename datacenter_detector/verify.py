@@ -34,7 +34,7 @@ def building_crop(ds:rasterio.io.DatasetReader, # the open image (or a site mosa
     "(bands + 1, size, size) uint8: the square around `geom` averaged down to `size`, and `geom`'s outline (255) as the last band."
     g = shapely.affinity.affine_transform(geom, (~ds.transform).to_shapely()) if ds.crs is not None else geom   # to pixels
     c0, r0, c1, r1 = g.bounds
-    half = max(c1 - c0, r1 - r0)/2 + m2px(margin_m, abs(ds.transform.a) if is_metric(ds.crs) else NAIP_GSD)
+    half = max(c1 - c0, r1 - r0)/2 + m2px(margin_m, abs(ds.transform.a) if ds.crs is not None and is_metric(ds.crs) else NAIP_GSD)
     cx, cy = (c0 + c1)/2, (r0 + r1)/2
     if jitter:
         half *= rng.uniform(1 - jitter, 1 + jitter); cx, cy = cx + rng.uniform(-jitter, jitter)*half, cy + rng.uniform(-jitter, jitter)*half
@@ -115,10 +115,11 @@ def building_crops(chips_dir:Path|str, # a chips folder with index.geojson (site
                   )->tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     "Training crops of the buildings in a chips folder's sites: X uint8 (N, bands + 1, S, S), y (data center), and a row per crop."
     from datacenter_detector.data import read_index
+    from datacenter_detector.inference import band_indexes
     idx, rng, X, y, meta = read_index(chips_dir), np.random.default_rng(seed), [], [], []
     for sid, rows in idx.groupby('site_id'):
         ds = site_mosaic([Path(chips_dir)/p for p in rows.path])
-        bi = [[d.lower() for d in ds.descriptions].index(b) + 1 for b in bands]
+        bi = band_indexes(ds, dict(name='verifier', bands=list(bands)))
         foot = rows.to_crs(ds.crs).union_all()
         lab = labels.to_crs(ds.crs); lab = lab[lab.intersects(foot) & (lab.area >= min_area_m2)]
         for name, cls, g in zip(lab['name'], lab['class'], lab.geometry):
