@@ -25,7 +25,7 @@ def evaluations(split, renders, work, bench, predict, card):
         f = Path(work)/f'{split}{s}.pkl'
         if not f.exists():
             c, m = synthetic_benchmark(Path(bench)/split/f'seed{s}', split, seed=s)
-            ev = evaluate_chips(predict, c, m, split, card['threshold'], card=dict(card, detect={k: v for k, v in card.get('detect', {}).items() if k != 'verifier'}))
+            ev = evaluate_chips(predict, c, m, split, card['threshold'], card=card, verifier=False)   # verified below, by --verifier
             ev.pop('probs'); f.parent.mkdir(parents=True, exist_ok=True); pickle.dump(ev, open(f, 'wb'))
         out.append(pickle.load(open(f, 'rb')))
     return out

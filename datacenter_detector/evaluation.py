@@ -540,7 +540,7 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
                    min_area:float=100, # px: drop smaller detections (as `detect`)
                    merge_distance:float=10., # metres: merge detections closer than this, within and across chips (as `detect`)
                    ignore:int=255,
-                   verifier:str|Path|None=None # a building verifier (05d) to give every detection its `verify_p`; None: the card's rule's, if any
+                   verifier:str|Path|bool|None=None # a building verifier (05d) to give every detection its `verify_p`; None: the card's rule's, if any; False: none
                   )->dict:
     "Run `predict` over the chips of `split`: per-chip table, histograms, detections (at `threshold` and each sweep threshold, verified), kept probabilities."
     idx = read_chip_index(chips_dir, split)
@@ -561,7 +561,7 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
         for t in sweep: dets[t].append(prob_detections(prob, tfm, crs, card, t, min_area, source=r.chip_id, edge=0, merge_distance=merge_distance, min_area_m2=0., min_score=0.))
     df, sites = pd.DataFrame(rows), dict(zip(idx.chip_id, idx.site_id.astype(int)))
     merged = {t: merge_chips(v, sites, merge_distance) for t, v in dets.items()}
-    verifier = verifier or detect_rule(card)['verifier']
+    verifier = detect_rule(card)['verifier'] if verifier is None else verifier
     if verifier: verify_sites(merged, idx, chips_dir, verifier)
     return dict(index=idx, chips=df, hist=hist, probs=keep, threshold=float(threshold),
                 detections=merged, chips_dir=str(chips_dir), masks_dir=str(masks_dir), split=split)
