@@ -21,14 +21,15 @@ from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, writ
 # %% auto #0
 __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP', 'MODEL_ROWS', 'confusion', 'scores',
            'chip_row', 'micro', 'chip_distribution', 'metric_table', 'prob_hist', 'pr_curve', 'pair_table', 'assign',
-           'facility_metrics', 'facility_counts', 'hard_negative_rates', 'facility_errors', 'valid_area_km2',
+           'facility_metrics', 'facility_counts', 'hard_negative_rates', 'matched', 'facility_errors', 'valid_area_km2',
            'fp_density', 'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay',
            'plot_panels', 'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery',
            'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'verify_sites',
-           'summarize', 'write_json', 'tune_facility_rule', 'set_detect_rule', 'comparison_table', 'markdown_table',
-           'find_metrics', 'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
-           'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density',
-           'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule', 'dcd_tune_rule']
+           'labels_within', 'summarize', 'write_json', 'tune_facility_rule', 'set_detect_rule', 'comparison_table',
+           'markdown_table', 'find_metrics', 'compare_models', 'html_report', 'facility_detections', 'report_figures',
+           'write_report', 'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector', 'scene_detector',
+           'real_fp_density', 'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule',
+           'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -244,6 +245,14 @@ def hard_negative_rates(pred:gpd.GeoDataFrame, # predicted data-center polygons
     return df.reset_index()
 
 # %% ../nbs/07_evaluation.ipynb #aa20c23d
+def matched(pred:gpd.GeoDataFrame, truth:gpd.GeoDataFrame, # predicted polygons, labelled data centers (any CRS)
+            criterion:str='either', iou_min:float=0.5, centroid_m:float=30., method:str='hungarian',
+            pairs:pd.DataFrame|None=None # precomputed `pair_table(pred, truth)`
+           )->tuple[np.ndarray, np.ndarray]:
+    "Which predictions and which labelled data centers the one-to-one matching pairs: a bool per row of `pred`, one per row of `truth`."
+    mt = assign(pair_table(pred, truth, max(centroid_m, 1.)) if pairs is None else pairs, criterion, iou_min, centroid_m, method)
+    return np.isin(np.arange(len(pred)), mt.pred), np.isin(np.arange(len(truth)), mt.truth)
+
 def facility_errors(pred:gpd.GeoDataFrame, truth:gpd.GeoDataFrame, # predicted polygons, labelled data centers (a `name` column names them)
                     negatives:gpd.GeoDataFrame|None=None, # labelled look-alike buildings (`class`, `name`): what false detections lie on
                     criterion:str='either', iou_min:float=0.5, centroid_m:float=30., method:str='hungarian',
@@ -251,7 +260,7 @@ def facility_errors(pred:gpd.GeoDataFrame, truth:gpd.GeoDataFrame, # predicted p
                    )->pd.DataFrame:
     "One row per facility error: a labelled data center no detection matches (`missed`), a detection that matches none (`false`, with the labels it covers)."
     pred, truth, negs = _as4326(pred, 'prediction'), _as4326(truth, 'truth'), _as4326(negatives, 'negatives')
-    mt = assign(pair_table(pred, truth, max(centroid_m, 1.)) if pairs is None else pairs, criterion, iou_min, centroid_m, method)
+    hit, found = matched(pred, truth, criterion, iou_min, centroid_m, method, pairs)
     def rows(g, idx, error):
         _, m = _local_utm(g.iloc[idx])
         for j, i in enumerate(idx):
@@ -259,7 +268,7 @@ def facility_errors(pred:gpd.GeoDataFrame, truth:gpd.GeoDataFrame, # predicted p
             yield dict(error=error, name=str(g['name'].iloc[i]) if error == 'missed' and 'name' in g else '',
                        on=','.join(f"{c}:{n}" for c, n in zip(h['class'], h.get('name', h['class']))) or ('no label' if error == 'false' else ''),
                        area_m2=round(float(m[j].area), 1), lat=g.geometry.iloc[i].centroid.y, lon=g.geometry.iloc[i].centroid.x)
-    missed = sorted(set(range(len(truth))) - set(mt.truth)); false = sorted(set(range(len(pred))) - set(mt.pred))
+    missed, false = np.flatnonzero(~found), np.flatnonzero(~hit)
     return pd.DataFrame([*rows(truth, missed, 'missed'), *rows(pred, false, 'false')], columns=['error', 'name', 'on', 'area_m2', 'lat', 'lon'])
 
 
@@ -616,7 +625,9 @@ def _demo_predict(img):
     return np.roll(p, 3, axis=1)
 
 # %% ../nbs/07_evaluation.ipynb #858680f4
-def _clip_to(labels, footprints):
+def labels_within(labels:gpd.GeoDataFrame, # labels (any CRS)
+                  footprints:gpd.GeoDataFrame # chip footprints with `site_id` (an evaluation's `index`)
+                 )->gpd.GeoDataFrame:
     "Labels touching `footprints` (4326), clipped to them, with the site_id of the chip they touch most."
     labels, footprints = _as4326(labels, 'labels').drop(columns='site_id', errors='ignore'), _as4326(footprints, 'chips index')  # the chips' site ids win
     if not len(labels) or not len(footprints): return labels.iloc[:0].assign(site_id=pd.Series(dtype=int))
@@ -644,8 +655,8 @@ def summarize(ev:dict, # from `evaluate_chips`
     if truth_buffer_m:
         epsg, g = _local_utm(dcs)
         dcs = dcs.assign(geometry=[gpd.GeoSeries([shapely.buffer(x, truth_buffer_m)], crs=int(e)).to_crs(4326).iloc[0] for x, e in zip(g, epsg)])
-    truth = _clip_to(dcs, ev['index'])
-    negs = _clip_to(labels[~_is_dc(labels)], ev['index'])
+    truth = labels_within(dcs, ev['index'])
+    negs = labels_within(labels[~_is_dc(labels)], ev['index'])
     fthr = round(float(thr if facility_threshold is None else facility_threshold), 4)
     if fthr not in dets: raise ValueError(f"No detections at the facility threshold {fthr}: evaluate_chips swept {sorted(dets)}; pass it in its `sweep`.")
     det = dets[fthr]
@@ -709,7 +720,7 @@ def tune_facility_rule(ev:dict|list, # `evaluate_chips` on the validation split 
     evs = [ev] if isinstance(ev, dict) else list(ev)
     if any(e['split'] == 'test' for e in evs): raise ValueError("tune_facility_rule was given the test split: choose the facility rule on the validation split "
                                                                 "(evaluate_chips(..., split='val')), or the test figures are no longer held out.")
-    truths = [_clip_to(labels[_is_dc(labels)], e['index']) for e in evs]
+    truths = [labels_within(labels[_is_dc(labels)], e['index']) for e in evs]
     ts = sorted(set.intersection(*(set(e['detections']) for e in evs))) if thresholds is None else sorted(round(float(t), 4) for t in thresholds)
     dets = {t: [_as4326(e['detections'][t], 'prediction') for e in evs] for t in ts}
     pairs = {t: [pair_table(d, tr, max(centroid_m, 1.)) for d, tr in zip(dets[t], truths)] for t in ts}   # once per render and threshold
@@ -881,7 +892,7 @@ def report_figures(ev:dict, metrics:dict, labels:gpd.GeoDataFrame, n_panels:int=
             'Precision-recall (pixel and facility)': plot_pr({'pixel': pr_curve(ev['hist']), 'facility': fac}, thr),
             'Worst false positives': plot_gallery(_items(ev, worst_chips(df, 'fp', k).chip_id, thr), 'worst false positives (most FP pixels)'),
             'Worst false negatives': plot_gallery(_items(ev, worst_chips(df, 'fn', k).chip_id, thr), 'worst misses (most FN pixels)'),
-            'Predictions vs labels': plot_map(det, _clip_to(labels, ev['index']))}
+            'Predictions vs labels': plot_map(det, labels_within(labels, ev['index']))}
 
 def write_report(ev:dict, metrics:dict, labels:gpd.GeoDataFrame, output_dir:Path|str,
                  real:pd.DataFrame|None=None, comparison:pd.DataFrame|None=None)->dict:

@@ -851,7 +851,8 @@ def merge_parts(parts:list[gpd.GeoDataFrame], # per-input detections, EPSG:4326,
     geoms, srcs = [], []
     for k in range(len(u)):
         gg = m.geometry.values[lab == k]
-        geoms.append(gg[0] if len(gg) == 1 else shapely.union_all(shapely.buffer(gg, max(merge_distance, 0.01)/2, quad_segs=4)).buffer(-max(merge_distance, 0.01)/2, quad_segs=4))
+        r = max(merge_distance, 0.01)/2   # a closing bridges the gaps; with the parts themselves, so no sliver is ever lost
+        geoms.append(gg[0] if len(gg) == 1 else shapely.union(shapely.union_all(shapely.buffer(gg, r, quad_segs=4)).buffer(-r, quad_segs=4), shapely.union_all(gg)))
         srcs.append(';'.join(dict.fromkeys(m.source.values[lab == k])))
     agg = _aggregate(m, lab, geoms)
     agg['verify_p'] = pd.Series(m.verify_p.values, dtype=float).groupby(lab).max().values if 'verify_p' in m else np.nan   # the best look at any part

@@ -226,13 +226,13 @@ def test_notebook_parameters_parse():
     assert {'split', 'checkpoint', 'checkpoint_rgb', 'compare', 'chips_dir', 'masks_dir', 'labels', 'data', 'real', 'out_dir', 'n_boot', 'seed'} <= set(ps)
     assert ps['real']['default'] == "'napa'" and ps['chips_dir']['default'] == "''"
 
-def test_clip_to_accepts_labels_that_already_have_site_ids():
+def test_labels_within_accepts_labels_that_already_have_site_ids():
     "Labels from 02_label carry their own site_id (the pipeline passes them): the chips' site ids must win, not crash."
     import geopandas as gpd, shapely
-    from datacenter_detector.evaluation import _clip_to
+    from datacenter_detector.evaluation import labels_within
     labels = gpd.GeoDataFrame(dict(fid=[1, 2], site_id=[7, 8]), geometry=[shapely.box(0, 0, 1, 1), shapely.box(5, 5, 6, 6)], crs=4326)
     chips = gpd.GeoDataFrame(dict(site_id=[3]), geometry=[shapely.box(0.5, 0.5, 2, 2)], crs=4326)
-    out = _clip_to(labels, chips)
+    out = labels_within(labels, chips)
     assert list(out.fid) == [1] and list(out.site_id) == [3]
     assert abs(out.geometry.iloc[0].area - 0.25) < 1e-9
 
