@@ -13,7 +13,7 @@ SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 import argparse, json, pickle, time, warnings
 from pathlib import Path
 import pandas as pd
-from datacenter_detector.evaluation import evaluate_chips, model_predictor, synthetic_benchmark, tune_facility_rule, verify_sites
+from datacenter_detector.evaluation import evaluate_chips, model_predictor, synthetic_benchmark, tune_facility_rule, rule_sweep, verify_sites
 from datacenter_detector.inference import detect_rule
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
@@ -46,7 +46,7 @@ def main():
         for e in es: verify_sites(e['detections'], e['index'], e['chips_dir'], a.verifier)
     rule = tune_facility_rule(evs['val'], labs)      # the candidates dcd_tune_rule uses
     vs = sorted(set(pd.DataFrame(rule['sweep']).min_verify))
-    test = pd.DataFrame(tune_facility_rule([dict(e, split='heldout') for e in evs['test']], labs)['sweep'])   # scored, never chosen on
+    test = pd.DataFrame(rule_sweep(evs['test'], labs))   # the same candidates, scored on test, never chosen on
     val = pd.DataFrame(rule['sweep'])
     keys = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
     def at(df, r): return df.loc[(df[keys] == pd.Series({k: r[k] for k in keys})).all(1)].iloc[0][['tp', 'fp', 'fn', 'f1']].to_dict()

@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from matplotlib.figure import Figure
 from matplotlib.colors import ListedColormap
 from tqdm.auto import tqdm
+from fastcore.meta import delegates
 from .data import read_pair
 from .inference import band_indexes, detect_rule, passes_rule, prob_detections, merge_parts
 from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, write_raster, Grid, RUNS_DIR, MODELS, repo_dir, cli
@@ -25,11 +26,11 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'fp_density', 'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay',
            'plot_panels', 'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery',
            'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'verify_sites',
-           'labels_within', 'summarize', 'write_json', 'tune_facility_rule', 'set_detect_rule', 'comparison_table',
-           'markdown_table', 'find_metrics', 'compare_models', 'html_report', 'facility_detections', 'report_figures',
-           'write_report', 'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector', 'scene_detector',
-           'real_fp_density', 'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule',
-           'dcd_tune_rule']
+           'labels_within', 'summarize', 'write_json', 'rule_sweep', 'tune_facility_rule', 'set_detect_rule',
+           'comparison_table', 'markdown_table', 'find_metrics', 'compare_models', 'html_report', 'facility_detections',
+           'report_figures', 'write_report', 'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector',
+           'scene_detector', 'real_fp_density', 'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate',
+           'tune_rule', 'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -708,18 +709,16 @@ def write_json(obj:dict, path:Path|str)->Path:
     return Path(path)
 
 # %% ../nbs/07_evaluation.ipynb #40c5f7dd
-def tune_facility_rule(ev:dict|list, # `evaluate_chips` on the validation split (or on unsplit chips; never on test), or a list of them (renders) to pool
-                       labels:gpd.GeoDataFrame, # all labels
-                       areas:Iterable=(0, 250, 500, 1000, 2000, 3000, 5000, 8000), # candidate minimum facility areas, m²
-                       scores:Iterable=(0, .9, .95, .97, .98, .99), # candidate minimum mean probabilities of a facility
-                       thresholds:Iterable|None=None, # candidate probability thresholds; None: all that `ev` swept
-                       iou_min:float=0.5, centroid_m:float=30., criterion:str='either',
-                       verifies:Iterable=(0, .1, .2, .3, .5, .7, .9) # candidate minimum verifier probabilities (used when the detections carry `verify_p`)
-                      )->dict:
-    "The (threshold, minimum area, minimum mean probability, minimum verifier probability) that maximises facility F1, pooled over `ev`'s renders; among ties the threshold nearest the pixel one, then the smallest area, score and verifier minimum."
+def rule_sweep(ev:dict|list, # `evaluate_chips`, or a list of them (renders) to pool
+               labels:gpd.GeoDataFrame, # all labels
+               areas:Iterable=(0, 250, 500, 1000, 2000, 3000, 5000, 8000), # candidate minimum facility areas, m²
+               scores:Iterable=(0, .9, .95, .97, .98, .99), # candidate minimum mean probabilities of a facility
+               thresholds:Iterable|None=None, # candidate probability thresholds; None: all that `ev` swept
+               iou_min:float=0.5, centroid_m:float=30., criterion:str='either',
+               verifies:Iterable=(0, .1, .2, .3, .5, .7, .9) # candidate minimum verifier probabilities (used when the detections carry `verify_p`)
+              )->list[dict]:
+    "Facility counts and F1, pooled over `ev`'s renders, for every candidate rule. It chooses nothing, so it may score a test split."
     evs = [ev] if isinstance(ev, dict) else list(ev)
-    if any(e['split'] == 'test' for e in evs): raise ValueError("tune_facility_rule was given the test split: choose the facility rule on the validation split "
-                                                                "(evaluate_chips(..., split='val')), or the test figures are no longer held out.")
     truths = [labels_within(labels[_is_dc(labels)], e['index']) for e in evs]
     ts = sorted(set.intersection(*(set(e['detections']) for e in evs))) if thresholds is None else sorted(round(float(t), 4) for t in thresholds)
     dets = {t: [_as4326(e['detections'][t], 'prediction') for e in evs] for t in ts}
@@ -731,12 +730,21 @@ def tune_facility_rule(ev:dict|list, # `evaluate_chips` on the validation split 
             keep = passes_rule(d, a, s, v)
             c += [len(assign(pr[keep[pr.pred.values]].reset_index(drop=True), criterion, iou_min, centroid_m)), keep.sum(), len(tr)]
         return c
-    rows = [dict(threshold=t, min_area_m2=float(a), min_score=float(s), min_verify=float(v), **_fac_scores(*map(int, counts(t, a, s, v))))
+    return [dict(threshold=t, min_area_m2=float(a), min_score=float(s), min_verify=float(v), **_fac_scores(*map(int, counts(t, a, s, v))))
             for t in ts for a in sorted(areas) for s in sorted(scores) for v in vs]
-    thr = evs[0]['threshold']
+
+@delegates(rule_sweep)
+def tune_facility_rule(ev:dict|list, # `evaluate_chips` on the validation split (or on unsplit chips; never on test), or a list of them (renders) to pool
+                       labels:gpd.GeoDataFrame, # all labels
+                       **kwargs)->dict:
+    "The (threshold, minimum area, minimum mean probability, minimum verifier probability) that maximises facility F1 in `rule_sweep`; among ties the threshold nearest the pixel one, then the smallest area, score and verifier minimum."
+    evs = [ev] if isinstance(ev, dict) else list(ev)
+    if any(e['split'] == 'test' for e in evs): raise ValueError("tune_facility_rule was given the test split: choose the facility rule on the validation split "
+                                                                "(evaluate_chips(..., split='val')), or the test figures are no longer held out.")
+    rows, thr = rule_sweep(evs, labels, **kwargs), evs[0]['threshold']
     best = max(rows, key=lambda r: (r['f1'], -abs(r['threshold'] - thr), -r['min_area_m2'], -r['min_score'], -r['min_verify']))
     return dict(threshold=best['threshold'], min_area_m2=best['min_area_m2'], min_score=best['min_score'], min_verify=best['min_verify'], f1=best['f1'], split=evs[0]['split'] or 'all',
-                pixel_threshold=thr, criterion=criterion, n_facilities=int(sum(map(len, truths))), n_renders=len(evs), sweep=rows)
+                pixel_threshold=thr, criterion=kwargs.get('criterion', 'either'), n_facilities=rows[0]['tp'] + rows[0]['fn'], n_renders=len(evs), sweep=rows)
 
 def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.safetensors)
                     rule:dict, # from `tune_facility_rule` (threshold, min_area_m2, min_score, min_verify, how it was chosen)
