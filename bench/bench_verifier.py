@@ -3,8 +3,9 @@
 The shipped unet4 is evaluated (`evaluate_chips`, plain inference) on `--renders` renders of the synthetic benchmark's val
 and test sites; every detection gets the verifier's probability (`verify_sites`: crops of the site's chip mosaic).
 `tune_facility_rule` then chooses threshold, minimum area, minimum mean probability and minimum verifier probability on
-the val renders, pooled (a minimum of 0 leaves the verifier out). The test renders are scored with that rule, and, for
-the record only (nothing is chosen on them), with the card's rule at every verifier minimum. The evaluations are cached
+the val renders, pooled (a minimum of 0 leaves the verifier out). `rule_sweep` scores the test renders with the same
+candidates (it chooses nothing); the report gives the chosen rule's test figures and, for the record only, the card's
+rule at every verifier minimum. The evaluations are cached
 in --work (one pickle per split and render, probabilities dropped), so a rerun with another verifier costs minutes.
 SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
