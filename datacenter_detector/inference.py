@@ -848,10 +848,9 @@ def merge_parts(parts:list[gpd.GeoDataFrame], # per-input detections, EPSG:4326,
     m = g.to_crs(aeqd).assign(n_pixels=g.area_px, score_sum=g.score_mean*g.area_px)
     lab = _components(m.geometry.values, distance=merge_distance) if merge_distance > 0 else np.arange(len(m))
     u = np.unique(lab); lab = np.searchsorted(u, lab)
-    geoms, srcs = [], []
+    geoms, srcs, r = [], [], max(merge_distance, 0.01)/2   # r: the closing's radius
     for k in range(len(u)):
-        gg = m.geometry.values[lab == k]
-        r = max(merge_distance, 0.01)/2   # a closing bridges the gaps; with the parts themselves, so no sliver is ever lost
+        gg = m.geometry.values[lab == k]   # a closing bridges the gaps; unioned with the parts, so no sliver is ever lost
         geoms.append(gg[0] if len(gg) == 1 else shapely.union(shapely.union_all(shapely.buffer(gg, r, quad_segs=4)).buffer(-r, quad_segs=4), shapely.union_all(gg)))
         srcs.append(';'.join(dict.fromkeys(m.source.values[lab == k])))
     agg = _aggregate(m, lab, geoms)
