@@ -28,9 +28,9 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'verify_sites',
            'labels_within', 'summarize', 'write_json', 'rule_sweep', 'tune_facility_rule', 'set_detect_rule',
            'comparison_table', 'markdown_table', 'find_metrics', 'compare_models', 'html_report', 'facility_detections',
-           'report_figures', 'write_report', 'synthetic_benchmark', 'predictor', 'model_predictor', 'array_detector',
-           'scene_detector', 'real_fp_density', 'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate',
-           'tune_rule', 'dcd_tune_rule']
+           'report_figures', 'write_report', 'synthetic_benchmark', 'site_scenes', 'evaluate_scenes', 'predictor',
+           'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model',
+           'evaluate_model', 'dcd_evaluate', 'tune_rule', 'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -942,6 +942,73 @@ def synthetic_benchmark(out_dir:Path|str, # writes out_dir/chips, out_dir/masks,
                     sites=int(idx.site_id.nunique()), kinds=idx.kind.value_counts().to_dict(),
                     data=f"synthetic scenes ({difficulty}) at the real label sites of the {split} split: not real imagery"), stamp)
     return out/'chips', out/'masks'
+
+# %% ../nbs/07_evaluation.ipynb #0c353e7b
+def site_scenes(out_dir:Path|str, # writes out_dir/site<id>.tif, out_dir/index.geojson and out_dir/scenes.json
+                split:str='test', seed:int=0, difficulty:str='hard',
+                margin_m:float=150., # metres around the bounding box of each site's labels
+                labels=None, # label file or GeoDataFrame; None: the packaged real labels
+                force:bool=False)->gpd.GeoDataFrame:
+    "One synthetic scene per site of `split`, as `dcd_download --source synthetic` renders it (no nodata edge); the index: site_id, path, footprint (EPSG:4326)."
+    from datacenter_detector.labels import load_labels, assign_splits
+    from datacenter_detector.download import download
+    from datacenter_detector.core import LABELS
+    out = Path(out_dir)
+    params = dict(split=split, seed=seed, difficulty=difficulty, margin_m=margin_m,
+                  labels=str(labels) if not isinstance(labels, gpd.GeoDataFrame) else 'GeoDataFrame')
+    stamp, meta = out/'index.geojson', out/'scenes.json'
+    if not force and meta.exists() and stamp.exists() and json.loads(meta.read_text()).get('params') == params: return gpd.read_file(stamp)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        lab = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
+        if not {'site_id', 'split'} <= set(lab.columns): lab = assign_splits(lab)
+    lab = lab[lab.split == split]
+    if not len(lab): raise ValueError(f"No labels in the {split!r} split: pass labels with sites in it, or another split.")
+    rows = []
+    for sid, g in tqdm(lab.groupby('site_id'), desc=f'{split} site scenes', leave=False):
+        c = g.to_crs(4326).union_all().centroid
+        u = g.to_crs(utm_epsg(c.x, c.y))
+        box = gpd.GeoSeries([shapely.box(*u.total_bounds).buffer(margin_m, join_style='mitre')], crs=u.crs).to_crs(4326)
+        p = download(out/f'site{sid}.tif', bbox=tuple(box.total_bounds), source='synthetic', seed=seed, difficulty=difficulty, labels=lab, nodata_edge=0.)
+        with rasterio.open(p) as ds: foot = shapely.box(*transform_bounds(ds.crs, 4326, *ds.bounds))
+        rows.append(dict(site_id=int(sid), path=p.name, geometry=foot))
+    idx = gpd.GeoDataFrame(rows, crs=4326)
+    with atomic_path(stamp) as tmp: idx.to_file(tmp, driver='GeoJSON')
+    write_json(dict(params=params, provenance=provenance(kind='site scenes'), sites=len(idx),
+                    data=f"synthetic scenes ({difficulty}), one per site of the {split} split: not real imagery"), meta)
+    return idx
+
+def evaluate_scenes(index:gpd.GeoDataFrame, # from `site_scenes`
+                    scenes_dir:Path|str, # the folder `site_scenes` wrote
+                    model, card:dict, # network and model card (inference.load_detector)
+                    split:str='test', # recorded, so that `tune_facility_rule` refuses test scenes
+                    sweep:Iterable=SWEEP, # the probability thresholds to keep detections at
+                    min_area:float=100, # px: drop smaller detections (as `detect`)
+                    merge_distance:float=10., # metres (as `detect`)
+                    verifier:str|Path|bool|None=None, # the building verifier; None: the card's rule's, if any; False: none
+                    **kw # more `predict_raster` arguments (tile_size, overlap, tta, device...)
+                   )->dict:
+    "The tool's raster path on each scene: detections (EPSG:4326, with site_id and verify_p) at every sweep threshold, for `rule_sweep` and `tune_facility_rule`."
+    import tempfile
+    from datacenter_detector.inference import predict_raster
+    from datacenter_detector.verify import load_verifier, verify_detections
+    sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(card['threshold']), 4)})
+    verifier = detect_rule(card)['verifier'] if verifier is None else verifier
+    vm, vc = load_verifier(verifier, kw.get('device')) if verifier else (None, None)
+    dets = {t: [] for t in sweep}
+    for r in tqdm(list(index.itertuples()), desc=f'{split} scenes', leave=False):
+        path = Path(scenes_dir)/r.path
+        with tempfile.TemporaryDirectory(prefix='dcd-scene-') as d:
+            predict_raster(path, model, card, prob_path=Path(d)/'prob.tif', **kw)
+            with rasterio.open(Path(d)/'prob.tif') as ds: prob, tfm, crs = ds.read(1).astype(np.float32)/255, ds.transform, ds.crs
+        with rasterio.open(path) as ds:
+            bi = band_indexes(ds, vc) if vm is not None else None
+            for t in sweep:
+                det = prob_detections(prob, tfm, crs, card, t, min_area, source=r.path, edge=0, merge_distance=merge_distance, min_area_m2=0., min_score=0.)
+                if vm is not None and len(det): det['verify_p'] = verify_detections(det, ds, vm, vc, bi)
+                dets[t].append(det.assign(site_id=int(r.site_id)))
+    return dict(index=index.to_crs(4326), threshold=float(card['threshold']), split=split,
+                detections={t: gpd.GeoDataFrame(pd.concat(v, ignore_index=True), crs=4326) for t, v in dets.items()})
 
 # %% ../nbs/07_evaluation.ipynb #a6980e47
 def predictor(model, card:dict, # a network mapping (N,C,H,W) to logits, and its model card
