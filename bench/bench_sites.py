@@ -6,7 +6,7 @@ of several independent renders finds it, and two halls merge when any one render
 scene (`site_scenes`: its labels' bounding box + 150 m, as `dcd_download --source synthetic` renders it) and the
 detections are the tool's own (`evaluate_scenes`: `predict_raster`, blended tiles, each detection verified on the same
 image). The facility rule is chosen on the val scenes (`tune_facility_rule`, the candidates `dcd_tune_rule` uses) and
-scored on the test scenes (`rule_sweep`, which chooses nothing); the model card's rule (chosen on val chips) is scored
+scored on the test scenes (`rule_scores`, which chooses nothing); the model card's rule (chosen on val chips) is scored
 on both too. Scenes and evaluations are cached in --work. SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
     .venv/bin/python bench/bench_sites.py [--renders 9] [--work runs/bench/sites]
@@ -14,7 +14,7 @@ on both too. Scenes and evaluations are cached in --work. SYNTHETIC scenes: thes
 import argparse, json, pickle, time, warnings
 from pathlib import Path
 import pandas as pd
-from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_sweep, labels_within, matched, _is_dc
+from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_scores, labels_within, matched, _is_dc
 from datacenter_detector.inference import load_detector, detect_rule, passes_rule
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
@@ -35,7 +35,7 @@ def evaluations(split, renders, work, model, card):
 
 def at(evs, labs, rule):
     "Facility counts and F1 of one rule, pooled over the renders."
-    r = rule_sweep(evs, labs, areas=[rule['min_area_m2']], scores=[rule['min_score']], thresholds=[rule['threshold']], verifies=[rule['min_verify']])[0]
+    r = rule_scores(evs, labs, rule)
     return {k: r[k] for k in ('tp', 'fp', 'fn', 'precision', 'recall', 'f1')}
 
 def errors(evs, labs, rule):

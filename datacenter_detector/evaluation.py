@@ -26,11 +26,11 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'fp_density', 'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay',
            'plot_panels', 'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery',
            'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'verify_sites',
-           'labels_within', 'summarize', 'write_json', 'rule_sweep', 'tune_facility_rule', 'set_detect_rule',
-           'comparison_table', 'markdown_table', 'find_metrics', 'compare_models', 'html_report', 'facility_detections',
-           'report_figures', 'write_report', 'synthetic_benchmark', 'site_scenes', 'evaluate_scenes', 'predictor',
-           'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model',
-           'evaluate_model', 'dcd_evaluate', 'tune_rule', 'dcd_tune_rule']
+           'labels_within', 'summarize', 'write_json', 'rule_sweep', 'rule_scores', 'tune_facility_rule',
+           'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics', 'compare_models', 'html_report',
+           'facility_detections', 'report_figures', 'write_report', 'synthetic_benchmark', 'site_scenes',
+           'evaluate_scenes', 'predictor', 'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density',
+           'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule', 'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -732,6 +732,14 @@ def rule_sweep(ev:dict|list, # `evaluate_chips`, or a list of them (renders) to 
         return c
     return [dict(threshold=t, min_area_m2=float(a), min_score=float(s), min_verify=float(v), **_fac_scores(*map(int, counts(t, a, s, v))))
             for t in ts for a in sorted(areas) for s in sorted(scores) for v in vs]
+
+@delegates(rule_sweep)
+def rule_scores(ev:dict|list, # `evaluate_chips` or `evaluate_scenes`, or a list of them (renders) to pool
+                labels:gpd.GeoDataFrame, # all labels
+                rule:dict, # threshold, min_area_m2, min_score and min_verify: a card's `detect_rule`, or `tune_facility_rule`'s choice
+                **kwargs)->dict:
+    "Facility counts and F1 of one rule, pooled over `ev`'s renders: `rule_sweep` at that rule alone."
+    return rule_sweep(ev, labels, areas=[rule['min_area_m2']], scores=[rule['min_score']], thresholds=[rule['threshold']], verifies=[rule.get('min_verify', 0.)], **kwargs)[0]
 
 @delegates(rule_sweep)
 def tune_facility_rule(ev:dict|list, # `evaluate_chips` on the validation split (or on unsplit chips; never on test), or a list of them (renders) to pool
