@@ -14,7 +14,7 @@ on both too. Scenes and evaluations are cached in --work. SYNTHETIC scenes: thes
 import argparse, json, pickle, time, warnings
 from pathlib import Path
 import pandas as pd
-from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_scores, labels_within, matched, _is_dc
+from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_scores, labels_within, facility_errors, _is_dc
 from datacenter_detector.inference import load_detector, detect_rule, passes_rule
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
@@ -39,14 +39,13 @@ def at(evs, labs, rule):
     return {k: r[k] for k in ('tp', 'fp', 'fn', 'precision', 'recall', 'f1')}
 
 def errors(evs, labs, rule):
-    "Per render: the data centers missed and the false detections (m², verifier p) under `rule`."
-    rows = []
+    "Per render under `rule`: its F1 and `facility_errors` (the data centers missed, the false detections and what they lie on)."
+    dcs, rows = _is_dc(labs), []
     for s, ev in enumerate(evs):
         d = ev['detections'][rule['threshold']]
-        d = d[passes_rule(d, rule['min_area_m2'], rule['min_score'], rule['min_verify'])].reset_index(drop=True)
-        tr = labels_within(labs[_is_dc(labs)], ev['index']); ph, th = matched(d, tr)
-        rows.append(dict(seed=s, missed=sorted(tr.name[~th]), false=[dict(area_m2=round(float(a)), verify_p=round(float(p), 3)) for a, p in zip(d.area_m2[~ph], d.verify_p[~ph])],
-                         f1=at([ev], labs, rule)['f1']))
+        e = facility_errors(d[passes_rule(d, rule['min_area_m2'], rule['min_score'], rule['min_verify'])],
+                            labels_within(labs[dcs], ev['index']), labels_within(labs[~dcs], ev['index']))
+        rows.append(dict(seed=s, f1=at([ev], labs, rule)['f1'], errors=e[['error', 'name', 'on', 'area_m2']].to_dict('records')))
     return rows
 
 def main():

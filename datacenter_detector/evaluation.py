@@ -924,26 +924,32 @@ def write_report(ev:dict, metrics:dict, labels:gpd.GeoDataFrame, output_dir:Path
     return dict(metrics=j, html=h, detections=out/'detections.geojson', figures=paths)
 
 # %% ../nbs/07_evaluation.ipynb #4b6d71b5
+def _split_labels(labels)->gpd.GeoDataFrame:
+    "Labels (a file, a GeoDataFrame, or None: the packaged real labels) with their site_id and split (`assign_splits` when they have none)."
+    from datacenter_detector.labels import load_labels, assign_splits
+    from datacenter_detector.core import LABELS
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        lab = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
+        return lab if {'site_id', 'split'} <= set(lab.columns) else assign_splits(lab)
+
 def synthetic_benchmark(out_dir:Path|str, # writes out_dir/chips, out_dir/masks, out_dir/benchmark.json
                         split:str='test', seed:int=0, difficulty:str='hard',
                         buffer_m:float=7.5, ignore_m:float=0., # mask parameters (as dcd_masks)
                         labels=None, # label file or GeoDataFrame; None: the packaged real labels
                         force:bool=False)->tuple[Path, Path]:
     "Chips and masks of the synthetic benchmark for the sites of `split`; (chips_dir, masks_dir)."
-    from datacenter_detector.labels import load_labels, assign_splits
     from datacenter_detector.chips import make_chips
     from datacenter_detector.masks import make_masks
-    from datacenter_detector.core import LABELS
     out = Path(out_dir)
     params = dict(split=split, seed=seed, difficulty=difficulty, buffer_m=buffer_m, ignore_m=ignore_m,
                   labels=str(labels) if not isinstance(labels, gpd.GeoDataFrame) else 'GeoDataFrame')
     stamp = out/'benchmark.json'
     if not force and stamp.exists() and json.loads(stamp.read_text()).get('params') == params and (out/'chips'/'index.geojson').exists():
         return out/'chips', out/'masks'
+    lab = _split_labels(labels)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        lab = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
-        if not {'site_id', 'split'} <= set(lab.columns): lab = assign_splits(lab)
         idx = make_chips(lab[lab.split == split], 'synthetic', out/'chips', seed=seed, difficulty=difficulty)
         make_masks(out/'chips', lab, out/'masks', buffer_m=buffer_m, ignore_m=ignore_m, progress=False, verbose=False)
     write_json(dict(params=params, provenance=provenance(kind='synthetic benchmark'), chips=int(len(idx)),
@@ -958,18 +964,13 @@ def site_scenes(out_dir:Path|str, # writes out_dir/site<id>.tif, out_dir/index.g
                 labels=None, # label file or GeoDataFrame; None: the packaged real labels
                 force:bool=False)->gpd.GeoDataFrame:
     "One synthetic scene per site of `split`, as `dcd_download --source synthetic` renders it (no nodata edge); the index: site_id, path, footprint (EPSG:4326)."
-    from datacenter_detector.labels import load_labels, assign_splits
     from datacenter_detector.download import download
-    from datacenter_detector.core import LABELS
     out = Path(out_dir)
     params = dict(split=split, seed=seed, difficulty=difficulty, margin_m=margin_m,
                   labels=str(labels) if not isinstance(labels, gpd.GeoDataFrame) else 'GeoDataFrame')
     stamp, meta = out/'index.geojson', out/'scenes.json'
     if not force and meta.exists() and stamp.exists() and json.loads(meta.read_text()).get('params') == params: return gpd.read_file(stamp)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        lab = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
-        if not {'site_id', 'split'} <= set(lab.columns): lab = assign_splits(lab)
+    lab = _split_labels(labels)
     lab = lab[lab.split == split]
     if not len(lab): raise ValueError(f"No labels in the {split!r} split: pass labels with sites in it, or another split.")
     rows = []
@@ -997,7 +998,6 @@ def evaluate_scenes(index:gpd.GeoDataFrame, # from `site_scenes`
                     **kw # more `predict_raster` arguments (tile_size, overlap, tta, device...)
                    )->dict:
     "The tool's raster path on each scene: detections (EPSG:4326, with site_id and verify_p) at every sweep threshold, for `rule_sweep` and `tune_facility_rule`."
-    import tempfile
     from datacenter_detector.inference import predict_raster
     from datacenter_detector.verify import load_verifier, verify_detections
     sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(card['threshold']), 4)})
@@ -1006,13 +1006,13 @@ def evaluate_scenes(index:gpd.GeoDataFrame, # from `site_scenes`
     dets = {t: [] for t in sweep}
     for r in tqdm(list(index.itertuples()), desc=f'{split} scenes', leave=False):
         path = Path(scenes_dir)/r.path
-        with tempfile.TemporaryDirectory(prefix='dcd-scene-') as d:
-            predict_raster(path, model, card, prob_path=Path(d)/'prob.tif', **kw)
-            with rasterio.open(Path(d)/'prob.tif') as ds: prob, tfm, crs = ds.read(1).astype(np.float32)/255, ds.transform, ds.crs
         with rasterio.open(path) as ds:
-            bi = band_indexes(ds, vc) if vm is not None else None
+            pu8 = np.zeros(ds.shape, np.uint8)   # the probabilities, block by block as predict_raster finishes them
+            def put(r0, p, m, col0=0): pu8[r0:r0 + p.shape[0], col0:col0 + p.shape[1]] = p
+            predict_raster(path, model, card, on_block=put, **kw)
+            prob, bi = pu8.astype(np.float32)/255, band_indexes(ds, vc) if vm is not None else None
             for t in sweep:
-                det = prob_detections(prob, tfm, crs, card, t, min_area, source=r.path, edge=0, merge_distance=merge_distance, min_area_m2=0., min_score=0.)
+                det = prob_detections(prob, ds.transform, ds.crs, card, t, min_area, source=r.path, edge=0, merge_distance=merge_distance, min_area_m2=0., min_score=0.)
                 if vm is not None and len(det): det['verify_p'] = verify_detections(det, ds, vm, vc, bi)
                 dets[t].append(det.assign(site_id=int(r.site_id)))
     return dict(index=index.to_crs(4326), threshold=float(card['threshold']), split=split,
