@@ -87,9 +87,10 @@ def verify_detections(gdf:gpd.GeoDataFrame, # detections (any CRS; pixel coordin
     geoms = gdf.to_crs(ds.crs).geometry.values if gdf.crs is not None and ds.crs is not None else gdf.geometry.values
     return verify_scores(model, card, np.stack([building_crop(ds, g, idx, card.get('crop_size', CROP), card.get('margin_m', MARGIN_M)) for g in geoms]))
 
-def site_mosaic(paths:list # GeoTIFF chips of one site, in one CRS
+def site_mosaic(paths:list # GeoTIFF chips of one site, in one CRS (or one scene)
                )->rasterio.io.DatasetReader:
-    "The chips merged into one in-memory GeoTIFF (first chip wins where they overlap, 0 = nodata between them), band names kept."
+    "The chips merged into one in-memory GeoTIFF (first chip wins where they overlap, 0 = nodata between them), band names kept; one file is opened as it is."
+    if len(paths) == 1: return rasterio.open(paths[0])   # a whole scene: windowed reads, no copy in memory
     arr, tfm = merge([str(p) for p in paths], nodata=0)
     with rasterio.open(paths[0]) as src: crs, desc = src.crs, src.descriptions
     ds = MemoryFile().open(driver='GTiff', width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype=arr.dtype, crs=crs, transform=tfm, nodata=0)
@@ -105,7 +106,15 @@ def _piece(g, rng:np.random.Generator):
     parts = [p for p in (g.intersection(side), g.difference(side)) if p.area >= 0.3*g.area]
     return parts[rng.integers(len(parts))] if parts else g
 
-def building_crops(chips_dir:Path|str, # a chips folder with index.geojson (site_id per chip), e.g. from `synthetic_benchmark`
+def _site_index(folder:Path|str)->gpd.GeoDataFrame:
+    "A folder's index.geojson, checked for the `path` and `site_id` columns that `building_crops` reads."
+    p = Path(folder)/'index.geojson'
+    if not p.exists(): raise FileNotFoundError(f"No index at {p}: pass a folder written by synthetic_benchmark (chips) or site_scenes (scenes).")
+    idx = gpd.read_file(p)
+    if missing := [c for c in ('path', 'site_id') if c not in idx]: raise ValueError(f"{p} lacks the column(s) {missing}: building_crops needs the file and the site of each row.")
+    return idx
+
+def building_crops(chips_dir:Path|str, # a folder with index.geojson (`path` and `site_id` per file): chips from `synthetic_benchmark`, or scenes from `site_scenes`
                    labels:gpd.GeoDataFrame, # buildings with a `class` column (any CRS): 'datacenter' is the positive class
                    k:int=4, # crops per building: one exact, the rest jittered, half of these of a random part
                    seed:int=0, # random jitter and parts
@@ -114,9 +123,8 @@ def building_crops(chips_dir:Path|str, # a chips folder with index.geojson (site
                    bands=('red', 'green', 'blue', 'nir') # the chips' bands to use, in this order
                   )->tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     "Training crops of the buildings in a chips folder's sites: X uint8 (N, bands + 1, S, S), y (data center), and a row per crop."
-    from datacenter_detector.data import read_index
     from datacenter_detector.inference import band_indexes
-    idx, rng, X, y, meta = read_index(chips_dir), np.random.default_rng(seed), [], [], []
+    idx, rng, X, y, meta = _site_index(chips_dir), np.random.default_rng(seed), [], [], []
     for sid, rows in idx.groupby('site_id'):
         ds = site_mosaic([Path(chips_dir)/p for p in rows.path])
         bi = band_indexes(ds, dict(name='verifier', bands=list(bands)))
