@@ -14,7 +14,7 @@ on both too. Scenes and evaluations are cached in --work. SYNTHETIC scenes: thes
 import argparse, json, pickle, time, warnings
 from pathlib import Path
 import pandas as pd
-from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_scores, labels_within, facility_errors, _is_dc
+from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_scores, labels_within, facility_errors, matched, _is_dc
 from datacenter_detector.inference import load_detector, detect_rule, passes_rule
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
@@ -48,6 +48,17 @@ def errors(evs, labs, rule):
         rows.append(dict(seed=s, f1=at([ev], labs, rule)['f1'], errors=e[['error', 'name', 'on', 'area_m2']].to_dict('records')))
     return rows
 
+def ceiling(evs, labs, min_area_m2):
+    "Per threshold: the data centers the U-Net's own polygons (>= `min_area_m2`) match, pooled over the renders, and the F1 a perfect verifier would leave (every other polygon dropped)."
+    dcs, out = _is_dc(labs), []
+    for t in sorted(evs[0]['detections']):
+        tp = n = 0
+        for ev in evs:
+            d, truth = ev['detections'][t], labels_within(labs[dcs], ev['index'])
+            tp += int(matched(d[d.area_m2 >= min_area_m2], truth)[1].sum()); n += len(truth)
+        out.append(dict(threshold=t, found=tp, of=n, recall=tp/n, f1_with_a_perfect_verifier=2*tp/(tp + n)))
+    return out
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--renders', type=int, default=9)
@@ -67,12 +78,16 @@ def main():
                chosen_on_val_scenes=chosen | dict(val=at(evs['val'], labs, chosen), test=at(evs['test'], labs, chosen)),
                card_rule=card_rule | dict(val=at(evs['val'], labs, card_rule), test=at(evs['test'], labs, card_rule)),
                test_errors_at_chosen=errors(evs['test'], labs, chosen),
+               ceiling=dict(note="the data centers the U-Net's polygons of the card's minimum area or more match at each threshold, before the verifier; "
+                                 "F1 if a perfect verifier dropped every other polygon: what no facility rule or verifier can exceed",
+                            min_area_m2=card_rule['min_area_m2'], **{sp: ceiling(es, labs, card_rule['min_area_m2']) for sp, es in evs.items()}),
                chips_for_reference=dict(note="bench/results/verifier.json: the same model and verifier scored on the union of overlapping chips (evaluate_chips), rule chosen on val chips",
                                         chosen_on_val=chips['chosen_on_val'], test_at_chosen=chips['test_at_chosen']),
                seconds=round(time.time() - t0, 1), provenance=provenance(kind='site-scene benchmark'))
     Path(a.out).write_text(json.dumps(res, indent=1, default=float))
     for k in ('chosen_on_val_scenes', 'card_rule'):
         r = res[k]; print(k, {q: r[q] for q in KEYS}, '| val', {q: round(r['val'][q], 3) for q in ('tp', 'fp', 'f1')}, '| test', {q: round(r['test'][q], 3) for q in ('tp', 'fp', 'f1')})
+    for sp in ('val', 'test'): print('ceiling', sp, {r['threshold']: (r['found'], round(r['f1_with_a_perfect_verifier'], 3)) for r in res['ceiling'][sp]})
     print('->', a.out)
 
 if __name__ == '__main__': main()
