@@ -14,7 +14,7 @@ on both too. Scenes and evaluations are cached in --work. SYNTHETIC scenes: thes
 import argparse, json, pickle, time, warnings
 from pathlib import Path
 import pandas as pd
-from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_scores, labels_within, facility_errors, matched, _is_dc
+from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_sweep, rule_scores, labels_within, facility_errors, _is_dc
 from datacenter_detector.inference import load_detector, detect_rule, passes_rule
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
@@ -50,14 +50,8 @@ def errors(evs, labs, rule):
 
 def ceiling(evs, labs, min_area_m2):
     "Per threshold: the data centers the U-Net's own polygons (>= `min_area_m2`) match, pooled over the renders, and the F1 a perfect verifier would leave (every other polygon dropped)."
-    dcs, out = _is_dc(labs), []
-    for t in sorted(evs[0]['detections']):
-        tp = n = 0
-        for ev in evs:
-            d, truth = ev['detections'][t], labels_within(labs[dcs], ev['index'])
-            tp += int(matched(d[d.area_m2 >= min_area_m2], truth)[1].sum()); n += len(truth)
-        out.append(dict(threshold=t, found=tp, of=n, recall=tp/n, f1_with_a_perfect_verifier=2*tp/(tp + n)))
-    return out
+    rows = rule_sweep(evs, labs, areas=[min_area_m2], scores=[0], verifies=[0])   # the matched count (tp) needs no verifier
+    return [dict(threshold=r['threshold'], found=r['tp'], of=r['tp'] + r['fn'], recall=r['recall'], f1_with_a_perfect_verifier=2*r['tp']/(2*r['tp'] + r['fn'])) for r in rows]
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
