@@ -7,7 +7,9 @@ scene (`site_scenes`: its labels' bounding box + 150 m, as `dcd_download --sourc
 detections are the tool's own (`evaluate_scenes`: `predict_raster`, blended tiles, each detection verified on the same
 image). The facility rule is chosen on the val scenes (`tune_facility_rule`, the candidates `dcd_tune_rule` uses) and
 scored on the test scenes (`rule_scores`, which chooses nothing); the model card's rule (chosen on val chips) is scored
-on both too. Scenes and evaluations are cached in --work. SYNTHETIC scenes: these are not real-NAIP accuracy figures.
+on both too. The same scenes are scored again with test-time augmentation (`dcd_detect --tta`: the 8 D4 transforms
+averaged), rules chosen on the val scenes the same way, and the time it costs is measured on one scene side by side (`tta`).
+Scenes and evaluations are cached in --work. SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
     .venv/bin/python bench/bench_sites.py [--renders 9] [--work runs/bench/sites]
 """
@@ -15,20 +17,20 @@ import argparse, json, pickle, time, warnings
 from pathlib import Path
 import pandas as pd
 from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_sweep, rule_scores, labels_within, facility_errors, _is_dc
-from datacenter_detector.inference import load_detector, detect_rule, passes_rule
+from datacenter_detector.inference import load_detector, detect_rule, passes_rule, predict_raster
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
 
 KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
 
-def evaluations(split, renders, work, model, card):
-    "`evaluate_scenes` of the model on the site scenes of each render of `split`, cached in `work`."
+def evaluations(split, renders, work, model, card, tta=False):
+    "`evaluate_scenes` of the model on the site scenes of each render of `split` (with the 8 D4 transforms averaged if `tta`), cached in `work`."
     out = []
     for s in range(renders):
-        f = Path(work)/f'{split}{s}.pkl'
+        f = Path(work)/f"{split}{s}{'_tta' if tta else ''}.pkl"
         if not f.exists():
             d = Path(work)/split/f'seed{s}'
-            ev = evaluate_scenes(site_scenes(d, split, seed=s), d, model, card, split)
+            ev = evaluate_scenes(site_scenes(d, split, seed=s), d, model, card, split, tta=tta)
             pickle.dump(ev, open(f, 'wb'))
         out.append(pickle.load(open(f, 'rb')))
     return out
@@ -53,6 +55,32 @@ def ceiling(evs, labs, min_area_m2):
     rows = rule_sweep(evs, labs, areas=[min_area_m2], scores=[0], verifies=[0])   # the matched count (tp) needs no verifier
     return [dict(threshold=r['threshold'], found=r['tp'], of=r['tp'] + r['fn'], recall=r['recall'], f1_with_a_perfect_verifier=2*r['tp']/(2*r['tp'] + r['fn'])) for r in rows]
 
+def timing(work, model, card):
+    "Seconds of `predict_raster` on the first test scene of render 0, plain and with the 8 D4 transforms averaged, side by side."
+    d = Path(work)/'test'/'seed0'
+    path = d/site_scenes(d, 'test', seed=0).path.iloc[0]
+    def run(tta):
+        t0 = time.time(); predict_raster(path, model, card, on_block=lambda *a, **k: None, tta=tta, progress=False); return time.time() - t0
+    run(False)   # warm-up
+    plain, tta = run(False), run(True)
+    return dict(scene=str(path), plain_s=round(plain, 1), tta_s=round(tta, 1), ratio=round(tta/plain, 2))
+
+def scores(evs, labs, card):
+    "The rule chosen on the val scenes and the card's rule, each scored on val and test, the test errors at the chosen rule, and the ceiling."
+    rule = tune_facility_rule(evs['val'], labs)
+    chosen, card_rule = {k: rule[k] for k in KEYS}, {k: detect_rule(card)[k] for k in KEYS}
+    return dict(chosen_on_val_scenes=chosen | dict(val=at(evs['val'], labs, chosen), test=at(evs['test'], labs, chosen)),
+                card_rule=card_rule | dict(val=at(evs['val'], labs, card_rule), test=at(evs['test'], labs, card_rule)),
+                test_errors_at_chosen=errors(evs['test'], labs, chosen),
+                ceiling=dict(note="the data centers the U-Net's polygons of the card's minimum area or more match at each threshold, before the verifier; "
+                                  "F1 if a perfect verifier dropped every other polygon: what no facility rule or verifier can exceed",
+                             min_area_m2=card_rule['min_area_m2'], **{sp: ceiling(es, labs, card_rule['min_area_m2']) for sp, es in evs.items()}))
+
+def report(name, r):
+    for k in ('chosen_on_val_scenes', 'card_rule'):
+        q = r[k]; print(name, k, {c: q[c] for c in KEYS}, '| val', {c: round(q['val'][c], 3) for c in ('tp', 'fp', 'f1')}, '| test', {c: round(q['test'][c], 3) for c in ('tp', 'fp', 'f1')})
+    for sp in ('val', 'test'): print(name, 'ceiling', sp, {c['threshold']: (c['found'], round(c['f1_with_a_perfect_verifier'], 3)) for c in r['ceiling'][sp]})
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--renders', type=int, default=9)
@@ -63,25 +91,19 @@ def main():
     t0, labs = time.time(), load_labels(LABELS)
     model, card = load_detector(None, 'cpu')
     evs = {sp: evaluations(sp, a.renders, a.work, model, card) for sp in ('val', 'test')}
-    rule = tune_facility_rule(evs['val'], labs)
-    chosen, card_rule = {k: rule[k] for k in KEYS}, {k: detect_rule(card)[k] for k in KEYS}
+    tta = {sp: evaluations(sp, a.renders, a.work, model, card, tta=True) for sp in ('val', 'test')}
     chips = json.loads((Path(__file__).parent/'results'/'verifier.json').read_text())
     res = dict(what=__doc__.splitlines()[0], model='shipped unet4', verifier=detect_rule(card)['verifier'], renders=a.renders,
                data=f'synthetic site scenes (hard), one per val/test site, seeds 0..{a.renders - 1}: SYNTHETIC, not real NAIP',
                n_facilities={sp: int(sum(len(labels_within(labs[_is_dc(labs)], e['index'])) for e in es)) for sp, es in evs.items()},
-               chosen_on_val_scenes=chosen | dict(val=at(evs['val'], labs, chosen), test=at(evs['test'], labs, chosen)),
-               card_rule=card_rule | dict(val=at(evs['val'], labs, card_rule), test=at(evs['test'], labs, card_rule)),
-               test_errors_at_chosen=errors(evs['test'], labs, chosen),
-               ceiling=dict(note="the data centers the U-Net's polygons of the card's minimum area or more match at each threshold, before the verifier; "
-                                 "F1 if a perfect verifier dropped every other polygon: what no facility rule or verifier can exceed",
-                            min_area_m2=card_rule['min_area_m2'], **{sp: ceiling(es, labs, card_rule['min_area_m2']) for sp, es in evs.items()}),
+               **scores(evs, labs, card),
+               tta=dict(note="the same scenes with test-time augmentation (dcd_detect --tta: the 8 D4 transforms averaged); rules chosen on the val scenes as above",
+                        timing=timing(a.work, model, card), **scores(tta, labs, card)),
                chips_for_reference=dict(note="bench/results/verifier.json: the same model and verifier scored on the union of overlapping chips (evaluate_chips), rule chosen on val chips",
                                         chosen_on_val=chips['chosen_on_val'], test_at_chosen=chips['test_at_chosen']),
                seconds=round(time.time() - t0, 1), provenance=provenance(kind='site-scene benchmark'))
     Path(a.out).write_text(json.dumps(res, indent=1, default=float))
-    for k in ('chosen_on_val_scenes', 'card_rule'):
-        r = res[k]; print(k, {q: r[q] for q in KEYS}, '| val', {q: round(r['val'][q], 3) for q in ('tp', 'fp', 'f1')}, '| test', {q: round(r['test'][q], 3) for q in ('tp', 'fp', 'f1')})
-    for sp in ('val', 'test'): print('ceiling', sp, {r['threshold']: (r['found'], round(r['f1_with_a_perfect_verifier'], 3)) for r in res['ceiling'][sp]})
+    report('plain', res); report('tta', res['tta']); print('tta timing', res['tta']['timing'])
     print('->', a.out)
 
 if __name__ == '__main__': main()
