@@ -126,18 +126,17 @@ def building_crops(chips_dir:Path|str, # a folder with index.geojson (`path` and
     from datacenter_detector.inference import band_indexes
     idx, rng, X, y, meta = _site_index(chips_dir), np.random.default_rng(seed), [], [], []
     for sid, rows in idx.groupby('site_id'):
-        ds = site_mosaic([Path(chips_dir)/p for p in rows.path])
-        bi = band_indexes(ds, dict(name='verifier', bands=list(bands)))
-        foot = rows.to_crs(ds.crs).union_all()
-        lab = labels.to_crs(ds.crs); lab = lab[lab.intersects(foot) & (lab.area >= min_area_m2)]
-        for name, cls, g in zip(lab['name'], lab['class'], lab.geometry):
-            for j in range(k):
-                X.append(building_crop(ds, g if j < (k + 1)//2 else _piece(g, rng), bi, jitter=0.15 if j else 0., rng=rng))
-                y.append(cls == 'datacenter'); meta.append(dict(site_id=int(sid), name=name, kind='label', cls=cls))
-        d = detections[detections.site_id == sid] if detections is not None else []
-        for g, tp in zip(*((d.to_crs(ds.crs).geometry, d.tp) if len(d) else ((), ()))):
-            X.append(building_crop(ds, g, bi)); y.append(bool(tp)); meta.append(dict(site_id=int(sid), name='', kind='detection', cls='datacenter' if tp else 'false'))
-        ds.close()
+        with site_mosaic([Path(chips_dir)/p for p in rows.path]) as ds:   # closed even when a crop fails
+            bi = band_indexes(ds, dict(name='verifier', bands=list(bands)))
+            foot = rows.to_crs(ds.crs).union_all()
+            lab = labels.to_crs(ds.crs); lab = lab[lab.intersects(foot) & (lab.area >= min_area_m2)]
+            for name, cls, g in zip(lab['name'], lab['class'], lab.geometry):
+                for j in range(k):
+                    X.append(building_crop(ds, g if j < (k + 1)//2 else _piece(g, rng), bi, jitter=0.15 if j else 0., rng=rng))
+                    y.append(cls == 'datacenter'); meta.append(dict(site_id=int(sid), name=name, kind='label', cls=cls))
+            d = detections[detections.site_id == sid] if detections is not None else []
+            for g, tp in zip(*((d.to_crs(ds.crs).geometry, d.tp) if len(d) else ((), ()))):
+                X.append(building_crop(ds, g, bi)); y.append(bool(tp)); meta.append(dict(site_id=int(sid), name='', kind='detection', cls='datacenter' if tp else 'false'))
     if not X: raise ValueError(f"No buildings of {min_area_m2} m² or more from `labels` lie in the chips of {chips_dir}: check that the labels and chips are of the same sites.")
     return np.stack(X), np.array(y, bool), pd.DataFrame(meta)
 
