@@ -21,9 +21,8 @@ from datacenter_detector.chips import make_chips
 from datacenter_detector.masks import make_masks
 from datacenter_detector.train import train
 from datacenter_detector.labels import load_labels
-from datacenter_detector.inference import load_detector, predict_raster, prob_detections, detect_rule, band_indexes
-from datacenter_detector.evaluation import site_scenes, tune_facility_rule, rule_sweep, rule_scores, SWEEP
-from datacenter_detector.verify import load_verifier, verify_detections
+from datacenter_detector.inference import load_detector
+from datacenter_detector.evaluation import site_scenes, scene_probs, evaluate_scenes, tune_facility_rule, rule_sweep, rule_scores
 
 KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
 WAYS = dict(full=lambda f, h: f, half=lambda f, h: h, mean=lambda f, h: (f + h)/2, max=np.maximum)
@@ -71,11 +70,7 @@ def upsample(h, shape):
 
 def probabilities(path, model, card):
     "P(data center) of the scene at `path` as uint8: at full resolution, and of the scene averaged down 2x (half size)."
-    def run(p):
-        with rasterio.open(p) as ds: pu8 = np.zeros(ds.shape, np.uint8)
-        def put(r0, pr, m, col0=0): pu8[r0:r0 + pr.shape[0], col0:col0 + pr.shape[1]] = pr
-        predict_raster(p, model, card, on_block=put, progress=False); return pu8
-    full = run(path)
+    full = scene_probs(path, model, card, progress=False)
     with rasterio.open(path) as ds:
         h, w = ds.height//2, ds.width//2
         arr = ds.read(out_shape=(ds.count, h, w), resampling=Resampling.average)
@@ -83,32 +78,24 @@ def probabilities(path, model, card):
     for k in ('blockxsize', 'blockysize'): prof.pop(k, None)
     tmp = Path(path).with_name('_half.tif')
     with rasterio.open(tmp, 'w', **prof) as o: o.write(arr)
-    half = run(tmp); tmp.unlink()
-    return full, half
+    half = scene_probs(tmp, model, card, progress=False); tmp.unlink()
+    return [np.round(p*255).astype(np.uint8) for p in (full, half)]
 
-def evaluations(split, way, sites, work, model, mcard, card, vm, vc, renders):
-    "Like `evaluate_scenes` (detections at every sweep threshold, verified on the same image), for one way of reading each scene; cached."
+def evaluations(split, way, sites, work, model, mcard, card, renders):
+    "`evaluate_scenes` of the site scenes of each render, reading each scene one `way` (probabilities cached), with the shipped card's polygons, sweep and verifier; cached."
     out = []
     for s in range(renders):
         pk = work/'evals'/f'{split}{s}_{way}.pkl'
         if not pk.exists():
-            d = Path(sites)/split/f'seed{s}'; idx = site_scenes(d, split, seed=s)
-            sweep = sorted(set(SWEEP) | {round(float(card['threshold']), 4)}); dets = {t: [] for t in sweep}
-            for r in idx.itertuples():
-                npz = work/'probs'/f'{split}{s}_{r.site_id}.npz'
+            d = Path(sites)/split/f'seed{s}'; idx = site_scenes(d, split, seed=s); sid = dict(zip(idx.path, idx.site_id))
+            def probs(path):
+                npz = work/'probs'/f'{split}{s}_{sid[Path(path).name]}.npz'
                 if not npz.exists():
-                    npz.parent.mkdir(parents=True, exist_ok=True); f, h = probabilities(d/r.path, model, mcard)
-                    np.savez_compressed(npz, full=f, half=h)
-                z = np.load(npz); f = z['full']/255.; prob = WAYS[way](f, upsample(z['half']/255., f.shape))
-                with rasterio.open(d/r.path) as ds:
-                    bi = band_indexes(ds, vc)
-                    for t in sweep:
-                        det = prob_detections(prob, ds.transform, ds.crs, card, t, 100, source=r.path, edge=0, merge_distance=10., min_area_m2=0., min_score=0.)
-                        if len(det): det['verify_p'] = verify_detections(det, ds, vm, vc, bi)
-                        dets[t].append(det.assign(site_id=int(r.site_id)))
+                    npz.parent.mkdir(parents=True, exist_ok=True); f, h = probabilities(path, model, mcard); np.savez_compressed(npz, full=f, half=h)
+                z = np.load(npz); f = z['full']/255.
+                return WAYS[way](f, upsample(z['half']/255., f.shape))
             pk.parent.mkdir(parents=True, exist_ok=True)
-            pickle.dump(dict(index=idx.to_crs(4326), threshold=float(card['threshold']), split=split,
-                             detections={t: gpd.GeoDataFrame(pd.concat(v, ignore_index=True), crs=4326) for t, v in dets.items()}), open(pk, 'wb'))
+            pickle.dump(evaluate_scenes(idx, d, None, card, split, probs=probs), open(pk, 'wb'))
         out.append(pickle.load(open(pk, 'rb')))
     return out
 
@@ -123,16 +110,15 @@ def main():
     t0, work, labs = time.time(), Path(a.work), load_labels(LABELS)
     run = fine_tune(work, *training_chips(work))
     (model, mcard), card = load_detector(run, 'cpu'), load_detector(None, 'cpu')[1]   # polygons, sweep and verifier as the shipped card's: only the network differs
-    vm, vc = load_verifier(detect_rule(card)['verifier'], 'cpu')
     ways = {}
     for way in WAYS:
-        val = evaluations('val', way, a.sites, work, model, mcard, card, vm, vc, a.renders)
+        val = evaluations('val', way, a.sites, work, model, mcard, card, a.renders)
         rule = {k: tune_facility_rule(val, labs)[k] for k in KEYS}
         ways[way] = dict(rule_chosen_on_val=rule, val=counts(rule_scores(val, labs, rule)),
                          val_ceiling_3000m2={r['threshold']: r['tp'] for r in rule_sweep(val, labs, areas=[3000.], scores=[0], verifies=[0])})
         print(way, ways[way], flush=True)
     best = max(ways, key=lambda w: ways[w]['val']['f1'])
-    test = evaluations('test', best, a.sites, work, model, mcard, card, vm, vc, a.renders)
+    test = evaluations('test', best, a.sites, work, model, mcard, card, a.renders)
     ways[best]['test'] = counts(rule_scores(test, labs, ways[best]['rule_chosen_on_val']))
     ways[best]['test_ceiling_3000m2'] = {r['threshold']: r['tp'] for r in rule_sweep(test, labs, areas=[3000.], scores=[0], verifies=[0])}
     sites = json.loads((Path(__file__).parent/'results'/'sites.json').read_text())

@@ -28,7 +28,7 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'verify_sites',
            'labels_within', 'summarize', 'write_json', 'rule_sweep', 'rule_scores', 'tune_facility_rule',
            'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics', 'compare_models', 'html_report',
-           'facility_detections', 'report_figures', 'write_report', 'synthetic_benchmark', 'site_scenes',
+           'facility_detections', 'report_figures', 'write_report', 'synthetic_benchmark', 'site_scenes', 'scene_probs',
            'evaluate_scenes', 'predictor', 'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density',
            'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule', 'dcd_tune_rule']
 
@@ -987,6 +987,17 @@ def site_scenes(out_dir:Path|str, # writes out_dir/site<id>.tif, out_dir/index.g
                     data=f"synthetic scenes ({difficulty}), one per site of the {split} split: not real imagery"), meta)
     return idx
 
+def scene_probs(path:Path|str, # a scene (GeoTIFF)
+                model, card:dict, # network and model card (inference.load_detector)
+                **kw # more `predict_raster` arguments (tile_size, overlap, tta, device, progress...)
+               )->np.ndarray:
+    "P(data center) (H,W) float32 of the whole image, through `predict_raster` (blended tiles); held in memory, for scenes of a few km."
+    from datacenter_detector.inference import predict_raster
+    with rasterio.open(path) as ds: pu8 = np.zeros(ds.shape, np.uint8)   # filled block by block as predict_raster finishes them
+    def put(r0, p, m, col0=0): pu8[r0:r0 + p.shape[0], col0:col0 + p.shape[1]] = p
+    predict_raster(path, model, card, on_block=put, **kw)
+    return pu8.astype(np.float32)/255
+
 def evaluate_scenes(index:gpd.GeoDataFrame, # from `site_scenes`
                     scenes_dir:Path|str, # the folder `site_scenes` wrote
                     model, card:dict, # network and model card (inference.load_detector)
@@ -995,22 +1006,21 @@ def evaluate_scenes(index:gpd.GeoDataFrame, # from `site_scenes`
                     min_area:float=100, # px: drop smaller detections (as `detect`)
                     merge_distance:float=10., # metres (as `detect`)
                     verifier:str|Path|bool|None=None, # the building verifier; None: the card's rule's, if any; False: none
+                    probs:Callable|None=None, # scene path -> P(data center) (H,W) in 0..1; None: `scene_probs` of `model`
                     **kw # more `predict_raster` arguments (tile_size, overlap, tta, device...)
                    )->dict:
     "The tool's raster path on each scene: detections (EPSG:4326, with site_id and verify_p) at every sweep threshold, for `rule_sweep` and `tune_facility_rule`."
-    from datacenter_detector.inference import predict_raster
     from datacenter_detector.verify import load_verifier, verify_detections
+    probs = probs or (lambda p: scene_probs(p, model, card, **kw))
     sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(card['threshold']), 4)})
     verifier = detect_rule(card)['verifier'] if verifier is None else verifier
     vm, vc = load_verifier(verifier, kw.get('device')) if verifier else (None, None)
     dets = {t: [] for t in sweep}
     for r in tqdm(list(index.itertuples()), desc=f'{split} scenes', leave=False):
         path = Path(scenes_dir)/r.path
+        prob = probs(path)
         with rasterio.open(path) as ds:
-            pu8 = np.zeros(ds.shape, np.uint8)   # the probabilities, block by block as predict_raster finishes them
-            def put(r0, p, m, col0=0): pu8[r0:r0 + p.shape[0], col0:col0 + p.shape[1]] = p
-            predict_raster(path, model, card, on_block=put, **kw)
-            prob, bi = pu8.astype(np.float32)/255, band_indexes(ds, vc) if vm is not None else None
+            bi = band_indexes(ds, vc) if vm is not None else None
             for t in sweep:
                 det = prob_detections(prob, ds.transform, ds.crs, card, t, min_area, source=r.path, edge=0, merge_distance=merge_distance, min_area_m2=0., min_score=0.)
                 if vm is not None and len(det): det['verify_p'] = verify_detections(det, ds, vm, vc, bi)
