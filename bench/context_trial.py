@@ -27,15 +27,21 @@ from datacenter_detector.evaluation import site_scenes, scene_probs, evaluate_sc
 KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
 WAYS = dict(full=lambda f, h: f, half=lambda f, h: h, mean=lambda f, h: (f + h)/2, max=np.maximum)
 
+def halve(src, dst):
+    "Write `src` averaged down 2x (GDAL's `average`) to `dst`: same bands, tags and extent, twice the pixel size."
+    with rasterio.open(src) as ds:
+        h, w = ds.height//2, ds.width//2
+        arr = ds.read(out_shape=(ds.count, h, w), resampling=Resampling.average)
+        prof = ds.profile | dict(height=h, width=w, tiled=False, transform=ds.transform*ds.transform.scale(ds.width/w, ds.height/h))
+        tags, desc = ds.tags(), ds.descriptions
+    for k in ('blockxsize', 'blockysize'): prof.pop(k, None)
+    with rasterio.open(dst, 'w', **prof) as o: o.write(arr); o.update_tags(**tags); o.descriptions = desc
+    return dst
+
 def coarsen(src, dst, prefix):
-    "Each chip of `src` averaged down 2x into `dst` (same bands and tags, twice the pixel size); their index rows."
+    "Each chip of `src` averaged down 2x into `dst`; their index rows."
     g = gpd.read_file(src/'index.geojson'); new = g.assign(chip_id=prefix + g.chip_id, path=prefix + g.chip_id + '.tif')
-    for p, q in zip(g.path, new.path):
-        with rasterio.open(src/p) as ds:
-            arr = ds.read(out_shape=(ds.count, ds.height//2, ds.width//2), resampling=Resampling.average)
-            prof, tags, desc = ds.profile | dict(width=ds.width//2, height=ds.height//2, tiled=False, transform=ds.transform*ds.transform.scale(2, 2)), ds.tags(), ds.descriptions
-        for k in ('blockxsize', 'blockysize'): prof.pop(k, None)
-        with rasterio.open(dst/q, 'w', **prof) as o: o.write(arr); o.update_tags(**tags); o.descriptions = desc
+    for p, q in zip(g.path, new.path): halve(src/p, dst/q)
     return new.assign(width=g.width//2, height=g.height//2)
 
 def training_chips(work):
@@ -71,13 +77,7 @@ def upsample(h, shape):
 def probabilities(path, model, card):
     "P(data center) of the scene at `path` as uint8: at full resolution, and of the scene averaged down 2x (half size)."
     full = scene_probs(path, model, card, progress=False)
-    with rasterio.open(path) as ds:
-        h, w = ds.height//2, ds.width//2
-        arr = ds.read(out_shape=(ds.count, h, w), resampling=Resampling.average)
-        prof = ds.profile | dict(height=h, width=w, tiled=False, compress=None, transform=ds.transform*ds.transform.scale(ds.width/w, ds.height/h))
-    for k in ('blockxsize', 'blockysize'): prof.pop(k, None)
-    tmp = Path(path).with_name('_half.tif')
-    with rasterio.open(tmp, 'w', **prof) as o: o.write(arr)
+    tmp = halve(path, Path(path).with_name('_half.tif'))
     half = scene_probs(tmp, model, card, progress=False); tmp.unlink()
     return [np.round(p*255).astype(np.uint8) for p in (full, half)]
 
