@@ -23,14 +23,14 @@ from datacenter_detector.core import LABELS, provenance
 
 KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
 
-def evaluations(split, renders, work, model, card, tta=False):
-    "`evaluate_scenes` of the model on the site scenes of each render of `split` (with the 8 D4 transforms averaged if `tta`), cached in `work`."
-    out = []
+def evaluations(split, renders, work, model, card, tta=False, cache=None, tag=None, **kw):
+    "`evaluate_scenes` of the model on the site scenes in `work` of each render of `split` (with the 8 D4 transforms averaged if `tta`; `kw` for evaluate_scenes), cached in `cache` (default `work`) as {split}{render}{tag}.pkl."
+    out, tag = [], ('_tta' if tta else '') if tag is None else tag
     for s in range(renders):
-        f = Path(work)/f"{split}{s}{'_tta' if tta else ''}.pkl"
+        f = Path(cache or work)/f"{split}{s}{tag}.pkl"
         if not f.exists():
             d = Path(work)/split/f'seed{s}'
-            ev = evaluate_scenes(site_scenes(d, split, seed=s), d, model, card, split, tta=tta)
+            ev = evaluate_scenes(site_scenes(d, split, seed=s), d, model, card, split, tta=tta, **kw)
             pickle.dump(ev, open(f, 'wb'))
         out.append(pickle.load(open(f, 'rb')))
     return out

@@ -11,7 +11,7 @@ of training, 20 min of scoring). SYNTHETIC scenes: not real-NAIP accuracy. The m
 
     .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites]
 """
-import argparse, json, os, pickle, time, warnings
+import argparse, json, os, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, geopandas as gpd, rasterio
 from rasterio.enums import Resampling
@@ -22,9 +22,9 @@ from datacenter_detector.masks import make_masks
 from datacenter_detector.train import train
 from datacenter_detector.labels import load_labels
 from datacenter_detector.inference import load_detector
-from datacenter_detector.evaluation import site_scenes, scene_probs, evaluate_scenes, tune_facility_rule, rule_sweep, rule_scores
+from datacenter_detector.evaluation import scene_probs, tune_facility_rule
+from bench_sites import KEYS, evaluations, at, ceiling
 
-KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
 WAYS = dict(full=lambda f, h: f, half=lambda f, h: h, mean=lambda f, h: (f + h)/2, max=np.maximum)
 
 def halve(src, dst):
@@ -77,29 +77,18 @@ def upsample(h, shape):
 def probabilities(path, model, card):
     "P(data center) of the scene at `path` as uint8: at full resolution, and of the scene averaged down 2x (half size)."
     full = scene_probs(path, model, card, progress=False)
-    tmp = halve(path, Path(path).with_name('_half.tif'))
-    half = scene_probs(tmp, model, card, progress=False); tmp.unlink()
+    with tempfile.TemporaryDirectory() as d: half = scene_probs(halve(path, Path(d)/'half.tif'), model, card, progress=False)
     return [np.round(p*255).astype(np.uint8) for p in (full, half)]
 
-def evaluations(split, way, sites, work, model, mcard, card, renders):
-    "`evaluate_scenes` of the site scenes of each render, reading each scene one `way` (probabilities cached), with the shipped card's polygons, sweep and verifier; cached."
-    out = []
-    for s in range(renders):
-        pk = work/'evals'/f'{split}{s}_{way}.pkl'
-        if not pk.exists():
-            d = Path(sites)/split/f'seed{s}'; idx = site_scenes(d, split, seed=s); sid = dict(zip(idx.path, idx.site_id))
-            def probs(path):
-                npz = work/'probs'/f'{split}{s}_{sid[Path(path).name]}.npz'
-                if not npz.exists():
-                    npz.parent.mkdir(parents=True, exist_ok=True); f, h = probabilities(path, model, mcard); np.savez_compressed(npz, full=f, half=h)
-                z = np.load(npz); f = z['full']/255.
-                return WAYS[way](f, upsample(z['half']/255., f.shape))
-            pk.parent.mkdir(parents=True, exist_ok=True)
-            pickle.dump(evaluate_scenes(idx, d, None, card, split, probs=probs), open(pk, 'wb'))
-        out.append(pickle.load(open(pk, 'rb')))
-    return out
-
-def counts(r): return {k: round(r[k], 4) for k in ('tp', 'fp', 'fn', 'f1')}
+def reader(way, work, model, card):
+    "A `probs` for `evaluate_scenes`: a scene read one `way`, from its full- and half-resolution probabilities (cached in work/probs)."
+    def probs(path):
+        path = Path(path); npz = work/'probs'/f'{path.parent.parent.name}{path.parent.name[4:]}_{path.stem[4:]}.npz'   # {split}{render}_{site}
+        if not npz.exists():
+            npz.parent.mkdir(parents=True, exist_ok=True); f, h = probabilities(path, model, card); np.savez_compressed(npz, full=f, half=h)
+        z = np.load(npz); f = z['full']/255.
+        return WAYS[way](f, upsample(z['half']/255., f.shape))
+    return probs
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -110,17 +99,16 @@ def main():
     t0, work, labs = time.time(), Path(a.work), load_labels(LABELS)
     run = fine_tune(work, *training_chips(work))
     (model, mcard), card = load_detector(run, 'cpu'), load_detector(None, 'cpu')[1]   # polygons, sweep and verifier as the shipped card's: only the network differs
+    evs = lambda split, way: evaluations(split, a.renders, a.sites, None, card, cache=work/'evals', tag=f'_{way}', probs=reader(way, work, model, mcard))
+    found = lambda es: {r['threshold']: r['found'] for r in ceiling(es, labs, 3000.)}
     ways = {}
     for way in WAYS:
-        val = evaluations('val', way, a.sites, work, model, mcard, card, a.renders)
-        rule = {k: tune_facility_rule(val, labs)[k] for k in KEYS}
-        ways[way] = dict(rule_chosen_on_val=rule, val=counts(rule_scores(val, labs, rule)),
-                         val_ceiling_3000m2={r['threshold']: r['tp'] for r in rule_sweep(val, labs, areas=[3000.], scores=[0], verifies=[0])})
+        val = evs('val', way); rule = {k: tune_facility_rule(val, labs)[k] for k in KEYS}
+        ways[way] = dict(rule_chosen_on_val=rule, val=at(val, labs, rule), val_ceiling_3000m2=found(val))
         print(way, ways[way], flush=True)
     best = max(ways, key=lambda w: ways[w]['val']['f1'])
-    test = evaluations('test', best, a.sites, work, model, mcard, card, a.renders)
-    ways[best]['test'] = counts(rule_scores(test, labs, ways[best]['rule_chosen_on_val']))
-    ways[best]['test_ceiling_3000m2'] = {r['threshold']: r['tp'] for r in rule_sweep(test, labs, areas=[3000.], scores=[0], verifies=[0])}
+    test = evs('test', best)
+    ways[best] |= dict(test=at(test, labs, ways[best]['rule_chosen_on_val']), test_ceiling_3000m2=found(test))
     sites = json.loads((Path(__file__).parent/'results'/'sites.json').read_text())
     res = dict(what=__doc__.splitlines()[0], model=str(run), training=json.loads((run/'model.json').read_text())['training'],
                data=f'synthetic site scenes (hard) of bench_sites.py, seeds 0..{a.renders - 1}: SYNTHETIC, not real NAIP',
