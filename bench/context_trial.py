@@ -7,9 +7,10 @@ scores it on the site scenes of `bench_sites.py` (same renders, same verifier), 
 full-resolution pass alone (`full`), a half-resolution pass alone (`half`), and their mean or maximum. Which way, and
 the facility rule, are chosen on the val scenes; the test scenes are scored for the chosen way only.
 Chips, model, probabilities and evaluations are cached in --work (a run from scratch: about 10 min of chips, 43 min
-of training, 20 min of scoring). SYNTHETIC scenes: not real-NAIP accuracy. The model does not ship.
+of training, 20 min of scoring). A second round continues from the first (--init runs/context/unet4_context --run NAME).
+SYNTHETIC scenes: not real-NAIP accuracy. The model does not ship.
 
-    .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites]
+    .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites] [--run unet4_context --init SHIPPED --epochs 12 --lr 5e-4 --seed 6 --minutes 42]
 """
 import argparse, json, os, tempfile, time, warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ from datacenter_detector.train import train
 from datacenter_detector.labels import load_labels
 from datacenter_detector.inference import load_detector
 from datacenter_detector.evaluation import scene_probs, tune_facility_rule
-from bench_sites import KEYS, evaluations, at, ceiling
+from bench_sites import KEYS, evaluations, at, ceiling, errors
 
 WAYS = dict(full=lambda f, h: f, half=lambda f, h: h, mean=lambda f, h: (f + h)/2, max=np.maximum)
 
@@ -59,14 +60,14 @@ def training_chips(work):
     make_masks(mix, LABELS, masks, verbose=False); (masks/'.done').touch()
     return mix, masks
 
-def fine_tune(work, mix, masks):
-    "The shipped unet4 fine-tuned on the mix: one-cycle to 5e-4, 12 epochs of 150 batches of 16, bf16, 42 min at most."
-    out = work/'unet4_context'
+SHIPPED = Path(__file__).parents[1]/'datacenter_detector'/'assets'/'models'/'unet4'
+
+def fine_tune(out, mix, masks, init=SHIPPED, epochs=12, lr=5e-4, seed=6, minutes=42):
+    "The model in `init` fine-tuned on the mix into `out`: one-cycle to `lr`, `epochs` of 150 batches of 16, bf16, `minutes` at most."
     if not (out/'model.json').exists():
         import torch; torch.set_num_threads(2)
-        train(mix, masks, out, bs=16, epochs=12, lr=5e-4, base=16, bands=BAND_NAMES, name='unet4', patience=12, seed=6, half=True,
-              init=Path(__file__).parents[1]/'datacenter_detector'/'assets'/'models'/'unet4',
-              trainer_kw=dict(enable_progress_bar=False, max_time='00:00:42:00', limit_train_batches=150))
+        train(mix, masks, out, bs=16, epochs=epochs, lr=lr, base=16, bands=BAND_NAMES, name='unet4', patience=epochs, seed=seed, half=True,
+              init=init, trainer_kw=dict(enable_progress_bar=False, max_time=f'00:00:{minutes}:00', limit_train_batches=150))
     return out
 
 def upsample(h, shape):
@@ -80,10 +81,10 @@ def probabilities(path, model, card):
     with tempfile.TemporaryDirectory() as d: half = scene_probs(halve(path, Path(d)/'half.tif'), model, card, progress=False)
     return [np.round(p*255).astype(np.uint8) for p in (full, half)]
 
-def reader(way, work, model, card):
-    "A `probs` for `evaluate_scenes`: a scene read one `way`, from its full- and half-resolution probabilities (cached in work/probs)."
+def reader(way, cache, model, card):
+    "A `probs` for `evaluate_scenes`: a scene read one `way`, from its full- and half-resolution probabilities (cached in cache/probs)."
     def probs(path):
-        path = Path(path); npz = work/'probs'/f'{path.parent.parent.name}{path.parent.name[4:]}_{path.stem[4:]}.npz'   # {split}{render}_{site}
+        path = Path(path); npz = cache/'probs'/f'{path.parent.parent.name}{path.parent.name[4:]}_{path.stem[4:]}.npz'   # {split}{render}_{site}
         if not npz.exists():
             npz.parent.mkdir(parents=True, exist_ok=True); f, h = probabilities(path, model, card); np.savez_compressed(npz, full=f, half=h)
         z = np.load(npz); f = z['full']/255.
@@ -94,12 +95,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--work', default='runs/context'); ap.add_argument('--sites', default='runs/bench/sites', help="bench_sites.py's scenes")
     ap.add_argument('--renders', type=int, default=9)
+    ap.add_argument('--run', default='unet4_context', help='the fine-tuned model: --work/RUN; its probabilities and evaluations go to --work/scores/RUN')
+    ap.add_argument('--init', default=str(SHIPPED), help='the model to fine-tune (default: the shipped unet4)')
+    ap.add_argument('--epochs', type=int, default=12); ap.add_argument('--lr', type=float, default=5e-4)
+    ap.add_argument('--seed', type=int, default=6); ap.add_argument('--minutes', type=int, default=42, help='training time limit')
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'context_trial.json'))
     a = ap.parse_args(); warnings.simplefilter('ignore')
     t0, work, labs = time.time(), Path(a.work), load_labels(LABELS)
-    run = fine_tune(work, *training_chips(work))
+    run, cache = fine_tune(work/a.run, *training_chips(work), a.init, a.epochs, a.lr, a.seed, a.minutes), work/'scores'/a.run
     (model, mcard), card = load_detector(run, 'cpu'), load_detector(None, 'cpu')[1]   # polygons, sweep and verifier as the shipped card's: only the network differs
-    evs = lambda split, way: evaluations(split, a.renders, a.sites, None, card, cache=work/'evals', tag=f'_{way}', probs=reader(way, work, model, mcard))
+    evs = lambda split, way: evaluations(split, a.renders, a.sites, None, card, cache=cache/'evals', tag=f'_{way}', probs=reader(way, cache, model, mcard))
     found = lambda es: {r['threshold']: r['found'] for r in ceiling(es, labs, 3000.)}
     ways = {}
     for way in WAYS:
@@ -108,7 +113,8 @@ def main():
         print(way, ways[way], flush=True)
     best = max(ways, key=lambda w: ways[w]['val']['f1'])
     test = evs('test', best)
-    ways[best] |= dict(test=at(test, labs, ways[best]['rule_chosen_on_val']), test_ceiling_3000m2=found(test))
+    rule = ways[best]['rule_chosen_on_val']
+    ways[best] |= dict(test=at(test, labs, rule), test_ceiling_3000m2=found(test), test_errors=errors(test, labs, rule))
     sites = json.loads((Path(__file__).parent/'results'/'sites.json').read_text())
     res = dict(what=__doc__.splitlines()[0], model=str(run), training=json.loads((run/'model.json').read_text())['training'],
                data=f'synthetic site scenes (hard) of bench_sites.py, seeds 0..{a.renders - 1}: SYNTHETIC, not real NAIP',
