@@ -5,7 +5,7 @@ big roof never see the yards, substations and roof-unit grid at its edges. This 
 mix of ordinary chips and chips that show 307 m at 1.2 m (512 px renders averaged down 2x, as GDAL's `average`), then
 scores it on the site scenes of `bench_sites.py` (same renders, same verifier), with four ways to read a scene: the
 full-resolution pass alone (`full`), a half-resolution pass alone (`half`), and their mean or maximum. Which way, and
-the facility rule, are chosen on the val scenes; the test scenes are scored for the chosen way only.
+the facility rule, are chosen on the val scenes; the test scenes are scored for the chosen way only, with the errors and the data centers found by roof brightness.
 Chips, model, probabilities and evaluations are cached in --work (a run from scratch: about 10 min of chips, 43 min
 of training, 20 min of scoring). A second round continues from the first (--init runs/context/unet4_context --run NAME).
 SYNTHETIC scenes: not real-NAIP accuracy. The model does not ship.
@@ -16,6 +16,7 @@ import argparse, json, os, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, geopandas as gpd, rasterio
 from rasterio.enums import Resampling
+from rasterio.features import geometry_mask
 from scipy.ndimage import zoom
 from datacenter_detector.core import LABELS, BAND_NAMES, provenance
 from datacenter_detector.chips import make_chips
@@ -23,7 +24,8 @@ from datacenter_detector.masks import make_masks
 from datacenter_detector.train import train
 from datacenter_detector.labels import load_labels
 from datacenter_detector.inference import load_detector
-from datacenter_detector.evaluation import scene_probs, tune_facility_rule
+from datacenter_detector.evaluation import scene_probs, tune_facility_rule, labels_within, matched, _is_dc
+from datacenter_detector.inference import passes_rule
 from bench_sites import KEYS, evaluations, at, ceiling, errors
 
 WAYS = dict(full=lambda f, h: f, half=lambda f, h: h, mean=lambda f, h: (f + h)/2, max=np.maximum)
@@ -91,6 +93,20 @@ def reader(way, cache, model, card):
         return WAYS[way](f, upsample(z['half']/255., f.shape))
     return probs
 
+def by_roof(evs, labs, rule, split, sites):
+    "Data centers found under `rule`, pooled over the renders of `split`, by the mean visible brightness (R, G, B; 0..255) of their roof in the scene."
+    rows = []
+    for s, ev in enumerate(evs):
+        d, t = ev['detections'][rule['threshold']], labels_within(labs[_is_dc(labs)], ev['index'])
+        _, found = matched(d[passes_rule(d, rule['min_area_m2'], rule['min_score'], rule['min_verify'])], t)
+        for (_, r), f in zip(t.iterrows(), found):
+            with rasterio.open(Path(sites)/split/f'seed{s}'/f'site{r.site_id}.tif') as ds:
+                m = geometry_mask([gpd.GeoSeries([r.geometry], crs=t.crs).to_crs(ds.crs).iloc[0]], (ds.height, ds.width), ds.transform, invert=True)
+                rows.append(dict(found=bool(f), brightness=float(ds.read([1, 2, 3])[:, m].mean())))
+    df = pd.DataFrame(rows)
+    return [dict(roof_brightness=f'{b.left:.0f}-{b.right:.0f}', found=int(g.found.sum()), of=len(g))
+            for b, g in df.groupby(pd.cut(df.brightness, [0, 90, 130, 170, 255]), observed=False)]
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--work', default='runs/context'); ap.add_argument('--sites', default='runs/bench/sites', help="bench_sites.py's scenes")
@@ -114,7 +130,8 @@ def main():
     best = max(ways, key=lambda w: ways[w]['val']['f1'])
     test = evs('test', best)
     rule = ways[best]['rule_chosen_on_val']
-    ways[best] |= dict(test=at(test, labs, rule), test_ceiling_3000m2=found(test), test_errors=errors(test, labs, rule))
+    ways[best] |= dict(test=at(test, labs, rule), test_ceiling_3000m2=found(test), test_errors=errors(test, labs, rule),
+                       by_roof_brightness={sp: by_roof(es, labs, rule, sp, a.sites) for sp, es in (('val', evs('val', best)), ('test', test))})
     sites = json.loads((Path(__file__).parent/'results'/'sites.json').read_text())
     res = dict(what=__doc__.splitlines()[0], model=str(run), training=json.loads((run/'model.json').read_text())['training'],
                data=f'synthetic site scenes (hard) of bench_sites.py, seeds 0..{a.renders - 1}: SYNTHETIC, not real NAIP',
