@@ -41,13 +41,16 @@ def at(evs, labs, rule):
     r = rule_scores(evs, labs, rule)
     return {k: r[k] for k in ('tp', 'fp', 'fn', 'precision', 'recall', 'f1')}
 
+def kept(ev, rule):
+    "The detections of one evaluation that `rule` keeps."
+    d = ev['detections'][rule['threshold']]
+    return d[passes_rule(d, rule['min_area_m2'], rule['min_score'], rule['min_verify'])]
+
 def errors(evs, labs, rule):
     "Per render under `rule`: its F1 and `facility_errors` (the data centers missed, the false detections and what they lie on)."
     dcs, rows = _is_dc(labs), []
     for s, ev in enumerate(evs):
-        d = ev['detections'][rule['threshold']]
-        e = facility_errors(d[passes_rule(d, rule['min_area_m2'], rule['min_score'], rule['min_verify'])],
-                            labels_within(labs[dcs], ev['index']), labels_within(labs[~dcs], ev['index']))
+        e = facility_errors(kept(ev, rule), labels_within(labs[dcs], ev['index']), labels_within(labs[~dcs], ev['index']))
         rows.append(dict(seed=s, f1=at([ev], labs, rule)['f1'], errors=e[['error', 'name', 'on', 'area_m2']].to_dict('records')))
     return rows
 

@@ -25,8 +25,7 @@ from datacenter_detector.train import train
 from datacenter_detector.labels import load_labels
 from datacenter_detector.inference import load_detector
 from datacenter_detector.evaluation import scene_probs, tune_facility_rule, labels_within, matched, _is_dc
-from datacenter_detector.inference import passes_rule
-from bench_sites import KEYS, evaluations, at, ceiling, errors
+from bench_sites import KEYS, evaluations, at, ceiling, errors, kept
 
 WAYS = dict(full=lambda f, h: f, half=lambda f, h: h, mean=lambda f, h: (f + h)/2, max=np.maximum)
 
@@ -97,15 +96,16 @@ def by_roof(evs, labs, rule, split, sites):
     "Data centers found under `rule`, pooled over the renders of `split`, by the mean visible brightness (R, G, B; 0..255) of their roof in the scene."
     rows = []
     for s, ev in enumerate(evs):
-        d, t = ev['detections'][rule['threshold']], labels_within(labs[_is_dc(labs)], ev['index'])
-        _, found = matched(d[passes_rule(d, rule['min_area_m2'], rule['min_score'], rule['min_verify'])], t)
-        for (_, r), f in zip(t.iterrows(), found):
-            with rasterio.open(Path(sites)/split/f'seed{s}'/f'site{r.site_id}.tif') as ds:
-                m = geometry_mask([gpd.GeoSeries([r.geometry], crs=t.crs).to_crs(ds.crs).iloc[0]], (ds.height, ds.width), ds.transform, invert=True)
-                rows.append(dict(found=bool(f), brightness=float(ds.read([1, 2, 3])[:, m].mean())))
+        t = labels_within(labs[_is_dc(labs)], ev['index']); t['found'] = matched(kept(ev, rule), t)[1]
+        for sid, g in t.groupby('site_id'):   # each scene read once
+            with rasterio.open(Path(sites)/split/f'seed{s}'/f'site{sid}.tif') as ds:
+                rgb = ds.read([1, 2, 3])
+                for geom, f in zip(g.to_crs(ds.crs).geometry, g.found):
+                    m = geometry_mask([geom], ds.shape, ds.transform, invert=True)
+                    rows.append(dict(found=bool(f), brightness=float(rgb[:, m].mean())))
     df = pd.DataFrame(rows)
-    return [dict(roof_brightness=f'{b.left:.0f}-{b.right:.0f}', found=int(g.found.sum()), of=len(g))
-            for b, g in df.groupby(pd.cut(df.brightness, [0, 90, 130, 170, 255]), observed=False)]
+    bins = pd.cut(df.brightness, [0, 90, 130, 170, 255], labels=['0-90', '90-130', '130-170', '170-255'], include_lowest=True)
+    return [dict(roof_brightness=b, found=int(g.found.sum()), of=len(g)) for b, g in df.groupby(bins, observed=False)]
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -122,16 +122,16 @@ def main():
     (model, mcard), card = load_detector(run, 'cpu'), load_detector(None, 'cpu')[1]   # polygons, sweep and verifier as the shipped card's: only the network differs
     evs = lambda split, way: evaluations(split, a.renders, a.sites, None, card, cache=cache/'evals', tag=f'_{way}', probs=reader(way, cache, model, mcard))
     found = lambda es: {r['threshold']: r['found'] for r in ceiling(es, labs, 3000.)}
-    ways = {}
+    ways, vals = {}, {}
     for way in WAYS:
-        val = evs('val', way); rule = {k: tune_facility_rule(val, labs)[k] for k in KEYS}
+        val = vals[way] = evs('val', way); rule = {k: tune_facility_rule(val, labs)[k] for k in KEYS}
         ways[way] = dict(rule_chosen_on_val=rule, val=at(val, labs, rule), val_ceiling_3000m2=found(val))
         print(way, ways[way], flush=True)
     best = max(ways, key=lambda w: ways[w]['val']['f1'])
     test = evs('test', best)
     rule = ways[best]['rule_chosen_on_val']
     ways[best] |= dict(test=at(test, labs, rule), test_ceiling_3000m2=found(test), test_errors=errors(test, labs, rule),
-                       by_roof_brightness={sp: by_roof(es, labs, rule, sp, a.sites) for sp, es in (('val', evs('val', best)), ('test', test))})
+                       by_roof_brightness={sp: by_roof(es, labs, rule, sp, a.sites) for sp, es in (('val', vals[best]), ('test', test))})
     sites = json.loads((Path(__file__).parent/'results'/'sites.json').read_text())
     res = dict(what=__doc__.splitlines()[0], model=str(run), training=json.loads((run/'model.json').read_text())['training'],
                data=f'synthetic site scenes (hard) of bench_sites.py, seeds 0..{a.renders - 1}: SYNTHETIC, not real NAIP',
