@@ -24,10 +24,10 @@ from datacenter_detector.core import LABELS, provenance
 KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
 
 def evaluations(split, renders, work, model, card, tta=False, cache=None, tag=None, **kw):
-    "`evaluate_scenes` of the model on the site scenes in `work` of each render of `split` (with the 8 D4 transforms averaged if `tta`; `kw` for evaluate_scenes), cached in `cache` (default `work`) as {split}{render}{tag}.pkl."
+    "`evaluate_scenes` of the model on the site scenes in `work` of each render (seeds 0..`renders`-1, or a range of seeds) of `split` (with the 8 D4 transforms averaged if `tta`; `kw` for evaluate_scenes), cached in `cache` (default `work`) as {split}{render}{tag}.pkl."
     out, tag = [], ('_tta' if tta else '') if tag is None else tag
     Path(cache or work).mkdir(parents=True, exist_ok=True)
-    for s in range(renders):
+    for s in (range(renders) if isinstance(renders, int) else renders):
         f = Path(cache or work)/f"{split}{s}{tag}.pkl"
         if not f.exists():
             d = Path(work)/split/f'seed{s}'

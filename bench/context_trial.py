@@ -46,18 +46,23 @@ def coarsen(src, dst, prefix):
     for p, q in zip(g.path, new.path): halve(src/p, dst/q)
     return new.assign(width=g.width//2, height=g.height//2)
 
-def training_chips(work):
-    "The mix: 256 px chips at 0.6 m (seed 5, 8 placements per data center) + 512 px renders (seeds 3 and 4) averaged down to 256 px at 1.2 m."
-    mix, masks = work/'mix', work/'mix_masks'
+DARK_P = (0.1, 0.1, 0.15, 0.5, 0.15)   # roof types (synth.ROOF_TYPES) of the dark-leaning chips: half of all roofs dark, for every class alike
+
+def training_chips(work, dark=False):
+    "The mix: 256 px chips at 0.6 m (seed 5, 8 placements per data center) + 512 px renders (seeds 3 and 4) averaged down to 256 px at 1.2 m; with `dark`, also chips whose roofs are drawn from DARK_P (256 px, seed 8, 6 placements; 512 px averaged down, seed 9, 4)."
+    sets = [('c256', 256, 8, 5, None), ('chips512', 512, 4, 3, None), ('c512', 512, 12, 4, None)] + [('d256', 256, 6, 8, DARK_P), ('d512', 512, 4, 9, DARK_P)]*dark
+    mix, masks = work/('mix_dark' if dark else 'mix'), work/('mix_dark_masks' if dark else 'mix_masks')
     if (masks/'.done').exists(): return mix, masks
-    for d, size, nj, seed in (('c256', 256, 8, 5), ('chips512', 512, 4, 3), ('c512', 512, 12, 4)):
-        if not (work/d/'index.geojson').exists(): make_chips(LABELS, 'synthetic', work/d, chip_size=size, n_jitter=nj, seed=seed)
-    mix.mkdir(parents=True, exist_ok=True)
-    g = gpd.read_file(work/'c256'/'index.geojson')
-    for p in g.path:
-        if not (mix/p).exists(): os.symlink((work/'c256'/p).resolve(), mix/p)
-    parts = [g] + [coarsen(work/d, mix, f'z{d}_') for d in ('chips512', 'c512')]
-    gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=g.crs).to_file(mix/'index.geojson', driver='GeoJSON')
+    for d, size, nj, seed, p in sets:
+        if not (work/d/'index.geojson').exists(): make_chips(LABELS, 'synthetic', work/d, chip_size=size, n_jitter=nj, seed=seed, **({} if p is None else dict(roof_p=p)))
+    mix.mkdir(parents=True, exist_ok=True); parts = []
+    for d, size, *_ in sets:
+        if size == 256:
+            g = gpd.read_file(work/d/'index.geojson'); parts.append(g)
+            for q in g.path:
+                if not (mix/q).exists(): os.symlink((work/d/q).resolve(), mix/q)
+        else: parts.append(coarsen(work/d, mix, f'z{d}_'))
+    gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs).to_file(mix/'index.geojson', driver='GeoJSON')
     make_masks(mix, LABELS, masks, verbose=False); (masks/'.done').touch()
     return mix, masks
 
@@ -111,16 +116,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--work', default='runs/context'); ap.add_argument('--sites', default='runs/bench/sites', help="bench_sites.py's scenes")
     ap.add_argument('--renders', type=int, default=9)
+    ap.add_argument('--fresh', type=int, default=0, help='also score the chosen way on this many further test renders (seeds --renders onwards), never looked at before')
     ap.add_argument('--run', default='unet4_context', help='the fine-tuned model: --work/RUN; its probabilities and evaluations go to --work/scores/RUN')
     ap.add_argument('--init', default=str(SHIPPED), help='the model to fine-tune (default: the shipped unet4)')
     ap.add_argument('--epochs', type=int, default=12); ap.add_argument('--lr', type=float, default=5e-4)
+    ap.add_argument('--dark', action='store_true', help='add the dark-leaning chips (DARK_P) to the mix')
     ap.add_argument('--seed', type=int, default=6); ap.add_argument('--minutes', type=int, default=42, help='training time limit')
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'context_trial.json'))
     a = ap.parse_args(); warnings.simplefilter('ignore')
     t0, work, labs = time.time(), Path(a.work), load_labels(LABELS)
-    run, cache = fine_tune(work/a.run, *training_chips(work), a.init, a.epochs, a.lr, a.seed, a.minutes), work/'scores'/a.run
+    run, cache = fine_tune(work/a.run, *training_chips(work, a.dark), a.init, a.epochs, a.lr, a.seed, a.minutes), work/'scores'/a.run
     (model, mcard), card = load_detector(run, 'cpu'), load_detector(None, 'cpu')[1]   # polygons, sweep and verifier as the shipped card's: only the network differs
-    evs = lambda split, way: evaluations(split, a.renders, a.sites, None, card, cache=cache/'evals', tag=f'_{way}', probs=reader(way, cache, model, mcard))
+    evs = lambda split, way, seeds=a.renders: evaluations(split, seeds, a.sites, None, card, cache=cache/'evals', tag=f'_{way}', probs=reader(way, cache, model, mcard))
+    fresh = lambda es, rule: dict(seeds=[a.renders, a.renders + a.fresh - 1], test=at(es, labs, rule), test_ceiling_3000m2=found(es),
+                                  test_errors=[e | dict(seed=e['seed'] + a.renders) for e in errors(es, labs, rule)])
     found = lambda es: {r['threshold']: r['found'] for r in ceiling(es, labs, 3000.)}
     ways, vals = {}, {}
     for way in WAYS:
@@ -131,6 +140,7 @@ def main():
     test = evs('test', best)
     rule = ways[best]['rule_chosen_on_val']
     ways[best] |= dict(test=at(test, labs, rule), test_ceiling_3000m2=found(test), test_errors=errors(test, labs, rule),
+                       **(dict(fresh_test=fresh(evs('test', best, range(a.renders, a.renders + a.fresh)), rule)) if a.fresh else {}),
                        by_roof_brightness={sp: by_roof(es, labs, rule, sp, a.sites) for sp, es in (('val', vals[best]), ('test', test))})
     sites = json.loads((Path(__file__).parent/'results'/'sites.json').read_text())
     res = dict(what=__doc__.splitlines()[0], model=str(run), training=json.loads((run/'model.json').read_text())['training'],
@@ -140,6 +150,6 @@ def main():
                                           plain=sites['chosen_on_val_scenes'], tta=sites['tta']['chosen_on_val_scenes']),
                seconds=round(time.time() - t0, 1), provenance=provenance(kind='context trial'))
     Path(a.out).write_text(json.dumps(res, indent=1, default=float))
-    print('chosen on val:', best, ways[best]['rule_chosen_on_val'], 'val', ways[best]['val'], 'test', ways[best]['test']); print('->', a.out)
+    print('chosen on val:', best, ways[best]['rule_chosen_on_val'], 'val', ways[best]['val'], 'test', ways[best]['test'], 'fresh test', ways[best].get('fresh_test', {}).get('test')); print('->', a.out)
 
 if __name__ == '__main__': main()

@@ -133,8 +133,8 @@ def _hash(*xs)->np.ndarray:
 
 class Canvas:
     "The layers of a scene being painted: material ids, heights (m), drawn footprints, and the palette."
-    def __init__(self, h:int, w:int, res:float):
-        self.h, self.w, self.res = h, w, res
+    def __init__(self, h:int, w:int, res:float, roof_p:tuple|None=None):
+        self.h, self.w, self.res, self.roof_p = h, w, res, roof_p
         self.mat = np.zeros((h, w), np.uint16); self.hgt = np.zeros((h, w), np.float32)
         self.fp = np.zeros((h, w), np.int32); self.cols, self.amps = [], []
         self.ids = {}
@@ -234,9 +234,9 @@ def scene_look(rng:np.random.Generator, diff:Difficulty)->dict:
 ROOF_TYPES = ('white', 'light_grey', 'mid_grey', 'dark', 'tan')
 ROOF_P = (0.3, 0.25, 0.2, 0.15, 0.1)
 
-def roof_colour(rng:np.random.Generator, A:dict, kind:str|None=None)->np.ndarray:
-    "A roof colour (R,G,B,NIR) from the class-independent roof distribution, anchored on the calibrated surfaces."
-    kind = kind or ROOF_TYPES[rng.choice(len(ROOF_TYPES), p=ROOF_P)]
+def roof_colour(rng:np.random.Generator, A:dict, kind:str|None=None, p:tuple|None=None)->np.ndarray:
+    "A roof colour (R,G,B,NIR) from the class-independent roof distribution `p` (over `ROOF_TYPES`; None: `ROOF_P`), anchored on the calibrated surfaces."
+    kind = kind or ROOF_TYPES[rng.choice(len(ROOF_TYPES), p=ROOF_P if p is None else p)]
     base = dict(white=A['bright']*rng.uniform(1.08, 1.22), light_grey=A['bright']*rng.uniform(0.86, 1.02),
                 mid_grey=A['impervious']*rng.uniform(0.85, 1.05), dark=np.array([62., 64, 68, 56])*rng.uniform(0.85, 1.35),
                 tan=np.array([186., 172, 148, 142])*rng.uniform(0.9, 1.08))[kind]
@@ -404,7 +404,7 @@ def _houses(cv:Canvas, rng, u, v, sel, m):
 
 def _generic_building(cv:Canvas, rng, cx, cy, a, hl, hw, m):
     "An unlabelled flat-roofed building (clutter) with scattered roof units."
-    col = roof_colour(rng, {k: np.asarray(v) for k, v in cv.anchors.items()})
+    col = roof_colour(rng, {k: np.asarray(v) for k, v in cv.anchors.items()}, p=cv.roof_p)
     mat = cv.material(col, 0.025, 0.04); h = rng.uniform(4, 10)
     cv.rect(cx, cy, a, hl, hw, mat, h=h)
     for _ in range(rng.integers(0, 6)):
@@ -541,7 +541,7 @@ def _roof(cv:Canvas, rng, k:int, poly_px, cls:str, s:float, A:dict, m:dict):
     u = (xx - cx)*math.cos(a) + (yy - cy)*math.sin(a); v = -(xx - cx)*math.sin(a) + (yy - cy)*math.cos(a)
     roof = cv.fp[sl] == k
     if not roof.any(): return f, 0.0
-    h = rng.uniform(*HEIGHTS[cls]); col = roof_colour(rng, A)
+    h = rng.uniform(*HEIGHTS[cls]); col = roof_colour(rng, A, p=cv.roof_p)
     nsec = int(rng.integers(1, 6 if cls == 'datacenter' else 5))
     wear = rng.uniform(0.03, 0.16)  # weathering and ponding stains, any class
     secs = [cv.material(col*(1+rng.uniform(-0.06, 0.06)) if i else col, 0.03, wear) for i in range(nsec)]
@@ -769,7 +769,8 @@ def render_scene(grid:Grid, # the grid to fill (a metric CRS; 0.6 m like NAIP by
                  datacenters:bool=True, # False: a scene without any data center (for false-positive tests)
                  context:dict|None=None, # weights of the context covers (see `COVERS`), e.g. dict(residential=1); None: by clutter
                  nodata_edge:float=0.1, # probability of a nodata border in a 1.2 km scene (less in smaller ones)
-                 calibration:dict|None=None # anchors and ranges; None: the packaged calibration
+                 calibration:dict|None=None, # anchors and ranges; None: the packaged calibration
+                 roof_p:tuple|None=None # probabilities of the roof types (`ROOF_TYPES`), the same for every class; None: `ROOF_P`
                 )->Scene:
     "Render a NAIP-like 4-band scene of `grid` with the label footprints at their true places."
     if not is_metric(grid.crs): raise ValueError(f"render_scene needs a grid in a metric CRS (e.g. UTM), got {grid.crs}; use Grid.around(lon, lat).")
@@ -778,7 +779,7 @@ def render_scene(grid:Grid, # the grid to fill (a metric CRS; 0.6 m like NAIP by
     H, W = grid.shape
     rng = np.random.default_rng([seed, _scene_key(grid)])
     look = scene_look(rng, diff)
-    cv = Canvas(H, W, grid.res); cv.anchors = cal['anchors']
+    cv = Canvas(H, W, grid.res, roof_p); cv.anchors = cal['anchors']
     m = scene_materials(cv, rng, A, look)
     area_km2 = H*W*grid.res**2/1e6
     n_extra = int(rng.poisson(1.5*diff.clutter*area_km2)) if extra_sites == 'auto' else int(extra_sites)
@@ -811,7 +812,7 @@ def render_scene(grid:Grid, # the grid to fill (a metric CRS; 0.6 m like NAIP by
     tags = dict(source='synthetic', seed=seed, difficulty=json.dumps(diff.__dict__), labels=str(labels if isinstance(labels, (str, Path)) else LABELS if labels is None else 'GeoDataFrame'),
                       look=json.dumps(look), covers=json.dumps(summary['covers']), n_real=int((sites['source'] == 'real').sum()) if len(sites) else 0,
                       n_procedural=int((sites['source'] == 'procedural').sum()) if len(sites) else 0,
-                synth_labels=labels_geojson(vis))
+                synth_labels=labels_geojson(vis), **({} if roof_p is None else dict(roof_p=json.dumps(list(roof_p)))))
     tags = {k: str(v) for k, v in tags.items()}
     return Scene(img, vis, fp, sh, grid, tags)
 
@@ -820,7 +821,7 @@ def synthetic_source(grid:Grid, # the grid to fill
                      labels=None, # label file or GeoDataFrame; None: the packaged real labels
                      seed:int=0, # the seed
                      difficulty='hard', # see `render_scene`
-                     **kw # more `render_scene` arguments (extra_sites, datacenters, context, nodata_edge)
+                     **kw # more `render_scene` arguments (extra_sites, datacenters, context, nodata_edge, roof_p)
                     )->tuple[np.ndarray, dict]:
     "The `synthetic` imagery source: a uint8 (4, H, W) R,G,B,NIR scene of `grid` and its tags."
     sc = render_scene(grid, labels=labels, seed=seed, difficulty=difficulty, **kw)
