@@ -7,10 +7,12 @@ scores it on the site scenes of `bench_sites.py` (same renders, same verifier), 
 full-resolution pass alone (`full`), a half-resolution pass alone (`half`), and their mean or maximum. Which way, and
 the facility rule, are chosen on the val scenes; the test scenes are scored for the chosen way only, with the errors and the data centers found by roof brightness.
 Chips, model, probabilities and evaluations are cached in --work (a run from scratch: about 10 min of chips, 43 min
-of training, 20 min of scoring). A second round continues from the first (--init runs/context/unet4_context --run NAME).
+of training, 20 min of scoring). A further round continues from the first (--init runs/context/unet4_context --run NAME),
+with --dark on a mix that adds chips whose roofs, of every class alike, are dark half the time. --fresh N also scores
+the chosen way on N further test renders (seeds --renders onwards), and --val-renders N chooses the way and rule on N val renders.
 SYNTHETIC scenes: not real-NAIP accuracy. The model does not ship.
 
-    .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites] [--run unet4_context --init SHIPPED --epochs 12 --lr 5e-4 --seed 6 --minutes 42]
+    .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites] [--run unet4_context --init SHIPPED --epochs 12 --lr 5e-4 --seed 6 --minutes 42] [--dark] [--renders 9 --val-renders 18 --fresh 9]
 """
 import argparse, json, os, tempfile, time, warnings
 from pathlib import Path
@@ -115,7 +117,8 @@ def by_roof(evs, labs, rule, split, sites):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--work', default='runs/context'); ap.add_argument('--sites', default='runs/bench/sites', help="bench_sites.py's scenes")
-    ap.add_argument('--renders', type=int, default=9)
+    ap.add_argument('--renders', type=int, default=9, help='test renders (seeds 0..N-1)')
+    ap.add_argument('--val-renders', type=int, default=0, help='val renders to choose the way and the rule on (seeds 0..N-1; default: --renders)')
     ap.add_argument('--fresh', type=int, default=0, help='also score the chosen way on this many further test renders (seeds --renders onwards), never looked at before')
     ap.add_argument('--run', default='unet4_context', help='the fine-tuned model: --work/RUN; its probabilities and evaluations go to --work/scores/RUN')
     ap.add_argument('--init', default=str(SHIPPED), help='the model to fine-tune (default: the shipped unet4)')
@@ -133,23 +136,24 @@ def main():
     found = lambda es: {r['threshold']: r['found'] for r in ceiling(es, labs, 3000.)}
     ways, vals = {}, {}
     for way in WAYS:
-        val = vals[way] = evs('val', way); rule = {k: tune_facility_rule(val, labs)[k] for k in KEYS}
+        val = vals[way] = evs('val', way, a.val_renders or a.renders); rule = {k: tune_facility_rule(val, labs)[k] for k in KEYS}
         ways[way] = dict(rule_chosen_on_val=rule, val=at(val, labs, rule), val_ceiling_3000m2=found(val))
         print(way, ways[way], flush=True)
     best = max(ways, key=lambda w: ways[w]['val']['f1'])
     test = evs('test', best)
     rule = ways[best]['rule_chosen_on_val']
     ways[best] |= dict(test=at(test, labs, rule), test_ceiling_3000m2=found(test), test_errors=errors(test, labs, rule),
-                       **(dict(fresh_test=fresh(evs('test', best, range(a.renders, a.renders + a.fresh)), rule)) if a.fresh else {}),
+                       **(dict(fresh_test=fresh(more := evs('test', best, range(a.renders, a.renders + a.fresh)), rule),
+                               all_test=dict(seeds=[0, a.renders + a.fresh - 1], test=at(test + more, labs, rule))) if a.fresh else {}),
                        by_roof_brightness={sp: by_roof(es, labs, rule, sp, a.sites) for sp, es in (('val', vals[best]), ('test', test))})
     sites = json.loads((Path(__file__).parent/'results'/'sites.json').read_text())
     res = dict(what=__doc__.splitlines()[0], model=str(run), training=json.loads((run/'model.json').read_text())['training'],
-               data=f'synthetic site scenes (hard) of bench_sites.py, seeds 0..{a.renders - 1}: SYNTHETIC, not real NAIP',
+               data=f'synthetic site scenes (hard) of bench_sites.py, seeds 0..{(a.val_renders or a.renders) - 1} of val, 0..{a.renders + a.fresh - 1} of test: SYNTHETIC, not real NAIP',
                ways=ways, chosen_on_val=best, test=ways[best]['test'],
                shipped_for_reference=dict(note='bench/results/sites.json: the shipped unet4 on the same scenes, rule chosen on the val scenes',
                                           plain=sites['chosen_on_val_scenes'], tta=sites['tta']['chosen_on_val_scenes']),
                seconds=round(time.time() - t0, 1), provenance=provenance(kind='context trial'))
     Path(a.out).write_text(json.dumps(res, indent=1, default=float))
-    print('chosen on val:', best, ways[best]['rule_chosen_on_val'], 'val', ways[best]['val'], 'test', ways[best]['test'], 'fresh test', ways[best].get('fresh_test', {}).get('test')); print('->', a.out)
+    print('chosen on val:', best, ways[best]['rule_chosen_on_val'], 'val', ways[best]['val'], 'test', ways[best]['test'], 'fresh test', ways[best].get('fresh_test', {}).get('test'), 'all test', ways[best].get('all_test', {}).get('test')); print('->', a.out)
 
 if __name__ == '__main__': main()
