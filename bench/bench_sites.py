@@ -46,10 +46,10 @@ def kept(ev, rule):
     d = ev['detections'][rule['threshold']]
     return d[passes_rule(d, rule['min_area_m2'], rule['min_score'], rule['min_verify'])]
 
-def errors(evs, labs, rule):
-    "Per render under `rule`: its F1 and `facility_errors` (the data centers missed, the false detections and what they lie on)."
+def errors(evs, labs, rule, seeds=None):
+    "Per render (`seeds`, default 0, 1...) under `rule`: its F1 and `facility_errors` (the data centers missed, the false detections and what they lie on)."
     dcs, rows = _is_dc(labs), []
-    for s, ev in enumerate(evs):
+    for s, ev in zip(seeds or range(len(evs)), evs):
         e = facility_errors(kept(ev, rule), labels_within(labs[dcs], ev['index']), labels_within(labs[~dcs], ev['index']))
         rows.append(dict(seed=s, f1=at([ev], labs, rule)['f1'], errors=e[['error', 'name', 'on', 'area_m2']].to_dict('records')))
     return rows

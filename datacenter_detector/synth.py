@@ -774,6 +774,8 @@ def render_scene(grid:Grid, # the grid to fill (a metric CRS; 0.6 m like NAIP by
                 )->Scene:
     "Render a NAIP-like 4-band scene of `grid` with the label footprints at their true places."
     if not is_metric(grid.crs): raise ValueError(f"render_scene needs a grid in a metric CRS (e.g. UTM), got {grid.crs}; use Grid.around(lon, lat).")
+    if roof_p is not None and (len(roof_p) != len(ROOF_TYPES) or min(roof_p) < 0 or not np.isclose(sum(roof_p), 1)):
+        raise ValueError(f"roof_p={roof_p} must give {len(ROOF_TYPES)} probabilities, one per roof type {ROOF_TYPES}, that sum to 1; e.g. ROOF_P = {ROOF_P}.")
     diff = Difficulty.of(difficulty); cal = calibration or load_calibration()
     A = {k: np.asarray(v, np.float64) for k, v in cal['anchors'].items()}
     H, W = grid.shape
