@@ -10,9 +10,10 @@ Chips, model, probabilities and evaluations are cached in --work (a run from scr
 of training, 20 min of scoring). A further round continues from the first (--init runs/context/unet4_context --run NAME),
 with --dark on a mix that adds chips whose roofs, of every class alike, are dark half the time. --fresh N also scores
 the chosen way on N further test renders (seeds --renders onwards), and --val-renders N chooses the way and rule on N val renders.
+--cap-area chooses the minimum area only among `area_candidates` (at most half the smallest data center of the train split).
 SYNTHETIC scenes: not real-NAIP accuracy. The model does not ship.
 
-    .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites] [--run unet4_context --init SHIPPED --epochs 12 --lr 5e-4 --seed 6 --minutes 42] [--dark] [--renders 9 --val-renders 18 --fresh 9]
+    .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites] [--run unet4_context --init SHIPPED --epochs 12 --lr 5e-4 --seed 6 --minutes 42] [--dark] [--renders 9 --val-renders 18 --fresh 9] [--tta] [--cap-area]
 """
 import argparse, json, os, tempfile, time, warnings
 from pathlib import Path
@@ -26,7 +27,7 @@ from datacenter_detector.masks import make_masks
 from datacenter_detector.train import train
 from datacenter_detector.labels import load_labels
 from datacenter_detector.inference import load_detector
-from datacenter_detector.evaluation import scene_probs, tune_facility_rule, labels_within, matched, _is_dc
+from datacenter_detector.evaluation import scene_probs, tune_facility_rule, labels_within, matched, _is_dc, area_candidates, AREAS
 from bench_sites import KEYS, evaluations, at, ceiling, errors, kept
 
 WAYS = dict(full=lambda f, h: f, half=lambda f, h: h, mean=lambda f, h: (f + h)/2, max=np.maximum)
@@ -90,12 +91,17 @@ def probabilities(path, model, card):
     return [np.round(p*255).astype(np.uint8) for p in (full, half)]
 
 def reader(way, cache, model, card):
-    "A `probs` for `evaluate_scenes`: a scene read one `way`, from its full- and half-resolution probabilities (cached in cache/probs)."
+    "A `probs` for `evaluate_scenes`: a scene read one `way`, from its full- and half-resolution probabilities (cached in cache/probs), or with `tta` (cached in cache/probs_tta)."
     def probs(path):
-        path = Path(path); npz = cache/'probs'/f'{path.parent.parent.name}{path.parent.name[4:]}_{path.stem[4:]}.npz'   # {split}{render}_{site}
+        path = Path(path); name = f'{path.parent.parent.name}{path.parent.name[4:]}_{path.stem[4:]}.npz'   # {split}{render}_{site}
+        npz = cache/('probs_tta' if way == 'tta' else 'probs')/name
         if not npz.exists():
-            npz.parent.mkdir(parents=True, exist_ok=True); f, h = probabilities(path, model, card); np.savez_compressed(npz, full=f, half=h)
-        z = np.load(npz); f = z['full']/255.
+            npz.parent.mkdir(parents=True, exist_ok=True)
+            if way == 'tta': np.savez_compressed(npz, tta=np.round(scene_probs(path, model, card, tta=True, progress=False)*255).astype(np.uint8))
+            else: f, h = probabilities(path, model, card); np.savez_compressed(npz, full=f, half=h)
+        z = np.load(npz)
+        if way == 'tta': return z['tta']/255.
+        f = z['full']/255.
         return WAYS[way](f, upsample(z['half']/255., f.shape))
     return probs
 
@@ -124,6 +130,8 @@ def main():
     ap.add_argument('--init', default=str(SHIPPED), help='the model to fine-tune (default: the shipped unet4)')
     ap.add_argument('--epochs', type=int, default=12); ap.add_argument('--lr', type=float, default=5e-4)
     ap.add_argument('--dark', action='store_true', help='add the dark-leaning chips (DARK_P) to the mix')
+    ap.add_argument('--tta', action='store_true', help="also a fifth way: the full-resolution pass with the 8 D4 transforms averaged (dcd_detect --tta, ~7x the time)")
+    ap.add_argument('--cap-area', action='store_true', help='choose the minimum area among area_candidates (at most half the smallest train data center) instead of all of AREAS')
     ap.add_argument('--seed', type=int, default=6); ap.add_argument('--minutes', type=int, default=42, help='training time limit')
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'context_trial.json'))
     a = ap.parse_args(); warnings.simplefilter('ignore')
@@ -132,9 +140,10 @@ def main():
     (model, mcard), card = load_detector(run, 'cpu'), load_detector(None, 'cpu')[1]   # polygons, sweep and verifier as the shipped card's: only the network differs
     evs = lambda split, way, seeds=a.renders: evaluations(split, seeds, a.sites, None, card, cache=cache/'evals', tag=f'_{way}', probs=reader(way, cache, model, mcard))
     found = lambda es: {r['threshold']: r['found'] for r in ceiling(es, labs, 3000.)}
+    areas = area_candidates(labs) if a.cap_area else list(AREAS)
     ways, vals = {}, {}
-    for way in WAYS:
-        val = vals[way] = evs('val', way, a.val_renders or a.renders); rule = {k: tune_facility_rule(val, labs)[k] for k in KEYS}
+    for way in list(WAYS) + ['tta']*a.tta:
+        val = vals[way] = evs('val', way, a.val_renders or a.renders); rule = {k: tune_facility_rule(val, labs, areas=areas)[k] for k in KEYS}
         ways[way] = dict(rule_chosen_on_val=rule, val=at(val, labs, rule), val_ceiling_3000m2=found(val))
         print(way, ways[way], flush=True)
     best = max(ways, key=lambda w: ways[w]['val']['f1'])
@@ -149,7 +158,7 @@ def main():
     sites = json.loads((Path(__file__).parent/'results'/'sites.json').read_text())
     res = dict(what=__doc__.splitlines()[0], model=str(run), training=json.loads((run/'model.json').read_text())['training'],
                data=f'synthetic site scenes (hard) of bench_sites.py, seeds 0..{(a.val_renders or a.renders) - 1} of val, 0..{a.renders + a.fresh - 1} of test: SYNTHETIC, not real NAIP',
-               ways=ways, chosen_on_val=best, test=ways[best]['test'],
+               area_candidates_m2=areas, ways=ways, chosen_on_val=best, test=ways[best]['test'],
                shipped_for_reference=dict(note='bench/results/sites.json: the shipped unet4 on the same scenes, rule chosen on the val scenes',
                                           plain=sites['chosen_on_val_scenes'], tta=sites['tta']['chosen_on_val_scenes']),
                seconds=round(time.time() - t0, 1), provenance=provenance(kind='context trial'))

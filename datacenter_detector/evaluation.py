@@ -20,17 +20,18 @@ from .inference import band_indexes, detect_rule, passes_rule, prob_detections, 
 from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, write_raster, Grid, RUNS_DIR, MODELS, repo_dir, cli
 
 # %% auto #0
-__all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP', 'MODEL_ROWS', 'confusion', 'scores',
+__all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP', 'AREAS', 'MODEL_ROWS', 'confusion', 'scores',
            'chip_row', 'micro', 'chip_distribution', 'metric_table', 'prob_hist', 'pr_curve', 'pair_table', 'assign',
            'facility_metrics', 'facility_counts', 'hard_negative_rates', 'matched', 'facility_errors', 'valid_area_km2',
            'fp_density', 'select_scenes', 'real_negative_scenes', 'bootstrap_ci', 'stat_of', 'to_rgb', 'overlay',
            'plot_panels', 'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery',
            'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'verify_sites',
            'labels_within', 'summarize', 'write_json', 'rule_sweep', 'rule_scores', 'tune_facility_rule',
-           'set_detect_rule', 'comparison_table', 'markdown_table', 'find_metrics', 'compare_models', 'html_report',
-           'facility_detections', 'report_figures', 'write_report', 'synthetic_benchmark', 'site_scenes', 'scene_probs',
-           'evaluate_scenes', 'predictor', 'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density',
-           'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule', 'dcd_tune_rule']
+           'set_detect_rule', 'area_candidates', 'comparison_table', 'markdown_table', 'find_metrics', 'compare_models',
+           'html_report', 'facility_detections', 'report_figures', 'write_report', 'synthetic_benchmark', 'site_scenes',
+           'scene_probs', 'evaluate_scenes', 'predictor', 'model_predictor', 'array_detector', 'scene_detector',
+           'real_fp_density', 'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule',
+           'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -709,9 +710,11 @@ def write_json(obj:dict, path:Path|str)->Path:
     return Path(path)
 
 # %% ../nbs/07_evaluation.ipynb #40c5f7dd
+AREAS = (0, 250, 500, 1000, 2000, 3000, 5000, 8000)   # the candidate minimum facility areas, m²
+
 def rule_sweep(ev:dict|list, # `evaluate_chips`, or a list of them (renders) to pool
                labels:gpd.GeoDataFrame, # all labels
-               areas:Iterable=(0, 250, 500, 1000, 2000, 3000, 5000, 8000), # candidate minimum facility areas, m²
+               areas:Iterable=AREAS, # candidate minimum facility areas, m²
                scores:Iterable=(0, .9, .95, .97, .98, .99), # candidate minimum mean probabilities of a facility
                thresholds:Iterable|None=None, # candidate probability thresholds; None: all that `ev` swept
                iou_min:float=0.5, centroid_m:float=30., criterion:str='either',
@@ -768,6 +771,27 @@ def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.saf
                           n_facilities=rule.get('n_facilities'), n_renders=rule.get('n_renders', 1), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2', 'min_score') + (('min_verify',) if verifier else ())})
     with atomic_path(js) as t: Path(t).write_text(json.dumps(_clean(card), indent=1))
     return card
+
+# %% ../nbs/07_evaluation.ipynb #586fb76f
+def _split_labels(labels)->gpd.GeoDataFrame:
+    "Labels (a file, a GeoDataFrame, or None: the packaged real labels) with their site_id and split (`assign_splits` when they have none)."
+    from datacenter_detector.labels import load_labels, assign_splits
+    from datacenter_detector.core import LABELS
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        lab = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
+        return lab if {'site_id', 'split'} <= set(lab.columns) else assign_splits(lab)
+
+def area_candidates(labels=None, # label file or GeoDataFrame (with or without site_id/split); None: the packaged real labels
+                    areas:Iterable=AREAS, # candidate minimum facility areas, m²
+                    split:str='train' # the split whose smallest data center bounds the minimum area
+                   )->list[float]:
+    "The candidate minimum areas at most half the smallest data center of `split`: none can drop a detection that matches such a data center with IoU >= 0.5."
+    from datacenter_detector.labels import areas_m2
+    lab = _split_labels(labels); dcs = lab[_is_dc(lab) & (lab.split == split)]
+    if not len(dcs): raise ValueError(f"No data center in the {split!r} split of the labels: area_candidates bounds the minimum area by the smallest one; pass labels with data centers in {split!r}.")
+    cap = float(areas_m2(dcs).min())/2
+    return [float(a) for a in sorted(areas) if a <= cap]
 
 # %% ../nbs/07_evaluation.ipynb #fcb48aab
 MODEL_ROWS = (('unet4', 'U-Net 4-band (RGBN)', None), ('unet_rgb', 'U-Net RGB', None), ('smp', 'smp U-Net (peer)', None),
@@ -924,15 +948,6 @@ def write_report(ev:dict, metrics:dict, labels:gpd.GeoDataFrame, output_dir:Path
     return dict(metrics=j, html=h, detections=out/'detections.geojson', figures=paths)
 
 # %% ../nbs/07_evaluation.ipynb #4b6d71b5
-def _split_labels(labels)->gpd.GeoDataFrame:
-    "Labels (a file, a GeoDataFrame, or None: the packaged real labels) with their site_id and split (`assign_splits` when they have none)."
-    from datacenter_detector.labels import load_labels, assign_splits
-    from datacenter_detector.core import LABELS
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        lab = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
-        return lab if {'site_id', 'split'} <= set(lab.columns) else assign_splits(lab)
-
 def synthetic_benchmark(out_dir:Path|str, # writes out_dir/chips, out_dir/masks, out_dir/benchmark.json
                         split:str='test', seed:int=0, difficulty:str='hard',
                         buffer_m:float=7.5, ignore_m:float=0., # mask parameters (as dcd_masks)
