@@ -84,25 +84,22 @@ def upsample(h, shape):
     z = zoom(h.astype(np.float32), 2, order=1)[:shape[0], :shape[1]]
     return np.pad(z, [(0, shape[0] - z.shape[0]), (0, shape[1] - z.shape[1])], mode='edge')
 
-def probabilities(path, model, card):
-    "P(data center) of the scene at `path` as uint8: at full resolution, and of the scene averaged down 2x (half size)."
+def probabilities(path, model, card, tta=False):
+    "P(data center) of the scene at `path` as uint8 arrays, as the cache stores them: at full resolution (`full`) and of the scene averaged down 2x (`half`, half size); with `tta`, the full-resolution pass with the 8 D4 transforms averaged (`tta`)."
+    u8 = lambda p: np.round(p*255).astype(np.uint8)
+    if tta: return dict(tta=u8(scene_probs(path, model, card, tta=True, progress=False)))
     full = scene_probs(path, model, card, progress=False)
     with tempfile.TemporaryDirectory() as d: half = scene_probs(halve(path, Path(d)/'half.tif'), model, card, progress=False)
-    return [np.round(p*255).astype(np.uint8) for p in (full, half)]
+    return dict(full=u8(full), half=u8(half))
 
 def reader(way, cache, model, card):
     "A `probs` for `evaluate_scenes`: a scene read one `way`, from its full- and half-resolution probabilities (cached in cache/probs), or with `tta` (cached in cache/probs_tta)."
+    tta = way == 'tta'
     def probs(path):
-        path = Path(path); name = f'{path.parent.parent.name}{path.parent.name[4:]}_{path.stem[4:]}.npz'   # {split}{render}_{site}
-        npz = cache/('probs_tta' if way == 'tta' else 'probs')/name
-        if not npz.exists():
-            npz.parent.mkdir(parents=True, exist_ok=True)
-            if way == 'tta': np.savez_compressed(npz, tta=np.round(scene_probs(path, model, card, tta=True, progress=False)*255).astype(np.uint8))
-            else: f, h = probabilities(path, model, card); np.savez_compressed(npz, full=f, half=h)
+        path = Path(path); npz = cache/('probs_tta' if tta else 'probs')/f'{path.parent.parent.name}{path.parent.name[4:]}_{path.stem[4:]}.npz'   # {split}{render}_{site}
+        if not npz.exists(): npz.parent.mkdir(parents=True, exist_ok=True); np.savez_compressed(npz, **probabilities(path, model, card, tta))
         z = np.load(npz)
-        if way == 'tta': return z['tta']/255.
-        f = z['full']/255.
-        return WAYS[way](f, upsample(z['half']/255., f.shape))
+        return z['tta']/255. if tta else WAYS[way](z['full']/255., upsample(z['half']/255., z['full'].shape))
     return probs
 
 def by_roof(evs, labs, rule, split, sites):
