@@ -11,6 +11,8 @@ of training, 20 min of scoring). A further round continues from the first (--ini
 with --dark on a mix that adds chips whose roofs, of every class alike, are dark half the time. --fresh N also scores
 the chosen way on N further test renders (seeds --renders onwards), and --val-renders N chooses the way and rule on N val renders.
 --cap-area chooses the minimum area only among `area_candidates` (at most half the smallest data center of the train split).
+A --run whose folder already holds a model (model.json) is scored as it is, without training: e.g. the soup of unet4 and round 1
+(`train.average_models` into runs/context/unet4_soupctx; `context_trial_soup.json`).
 SYNTHETIC scenes: not real-NAIP accuracy. The model does not ship.
 
     .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites] [--run unet4_context --init SHIPPED --epochs 12 --lr 5e-4 --seed 6 --minutes 42] [--dark] [--renders 9 --val-renders 18 --fresh 9] [--tta] [--cap-area]
