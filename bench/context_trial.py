@@ -17,14 +17,13 @@ SYNTHETIC scenes: not real-NAIP accuracy. The model does not ship.
 
     .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites] [--run unet4_context --init SHIPPED --epochs 12 --lr 5e-4 --seed 6 --minutes 42] [--dark] [--renders 9 --val-renders 18 --fresh 9] [--tta] [--cap-area]
 """
-import argparse, json, os, tempfile, time, warnings
+import argparse, json, tempfile, time, warnings
 from pathlib import Path
-import numpy as np, pandas as pd, geopandas as gpd, rasterio
-from rasterio.enums import Resampling
+import numpy as np, pandas as pd, rasterio
 from rasterio.features import geometry_mask
 from scipy.ndimage import zoom
 from datacenter_detector.core import LABELS, BAND_NAMES, provenance
-from datacenter_detector.chips import make_chips
+from datacenter_detector.chips import make_chips, mix_chips, average_down
 from datacenter_detector.masks import make_masks
 from datacenter_detector.train import train
 from datacenter_detector.labels import load_labels
@@ -34,40 +33,16 @@ from bench_sites import KEYS, evaluations, at, ceiling, errors, kept
 
 WAYS = dict(full=lambda f, h: f, half=lambda f, h: h, mean=lambda f, h: (f + h)/2, max=np.maximum)
 
-def halve(src, dst):
-    "Write `src` averaged down 2x (GDAL's `average`) to `dst`: same bands, tags and extent, twice the pixel size."
-    with rasterio.open(src) as ds:
-        h, w = ds.height//2, ds.width//2
-        arr = ds.read(out_shape=(ds.count, h, w), resampling=Resampling.average)
-        prof = ds.profile | dict(height=h, width=w, tiled=False, transform=ds.transform*ds.transform.scale(ds.width/w, ds.height/h))
-        tags, desc = ds.tags(), ds.descriptions
-    for k in ('blockxsize', 'blockysize'): prof.pop(k, None)
-    with rasterio.open(dst, 'w', **prof) as o: o.write(arr); o.update_tags(**tags); o.descriptions = desc
-    return dst
-
-def coarsen(src, dst, prefix):
-    "Each chip of `src` averaged down 2x into `dst`; their index rows."
-    g = gpd.read_file(src/'index.geojson'); new = g.assign(chip_id=prefix + g.chip_id, path=prefix + g.chip_id + '.tif')
-    for p, q in zip(g.path, new.path): halve(src/p, dst/q)
-    return new.assign(width=g.width//2, height=g.height//2)
-
 DARK_P = (0.1, 0.1, 0.15, 0.5, 0.15)   # roof types (synth.ROOF_TYPES) of the dark-leaning chips: half of all roofs dark, for every class alike
 
 def training_chips(work, dark=False):
-    "The mix: 256 px chips at 0.6 m (seed 5, 8 placements per data center) + 512 px renders (seeds 3 and 4) averaged down to 256 px at 1.2 m; with `dark`, also chips whose roofs are drawn from DARK_P (256 px, seed 8, 6 placements; 512 px averaged down, seed 9, 4)."
+    "The mix (`chips.mix_chips`): 256 px chips at 0.6 m (seed 5, 8 placements per data center) + 512 px renders (seeds 3 and 4) averaged down to 256 px at 1.2 m; with `dark`, also chips whose roofs are drawn from DARK_P (256 px, seed 8, 6 placements; 512 px averaged down, seed 9, 4)."
     sets = [('c256', 256, 8, 5, None), ('chips512', 512, 4, 3, None), ('c512', 512, 12, 4, None)] + [('d256', 256, 6, 8, DARK_P), ('d512', 512, 4, 9, DARK_P)]*dark
     mix, masks = work/('mix_dark' if dark else 'mix'), work/('mix_dark_masks' if dark else 'mix_masks')
     if (masks/'.done').exists(): return mix, masks
     for d, size, nj, seed, p in sets:
         if not (work/d/'index.geojson').exists(): make_chips(LABELS, 'synthetic', work/d, chip_size=size, n_jitter=nj, seed=seed, **({} if p is None else dict(roof_p=p)))
-    mix.mkdir(parents=True, exist_ok=True); parts = []
-    for d, size, *_ in sets:
-        if size == 256:
-            g = gpd.read_file(work/d/'index.geojson'); parts.append(g)
-            for q in g.path:
-                if not (mix/q).exists(): os.symlink((work/d/q).resolve(), mix/q)
-        else: parts.append(coarsen(work/d, mix, f'z{d}_'))
-    gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs).to_file(mix/'index.geojson', driver='GeoJSON')
+    mix_chips([(work/d, size//256) for d, size, *_ in sets], mix)
     make_masks(mix, LABELS, masks, verbose=False); (masks/'.done').touch()
     return mix, masks
 
@@ -91,7 +66,7 @@ def probabilities(path, model, card, tta=False):
     u8 = lambda p: np.round(p*255).astype(np.uint8)
     if tta: return dict(tta=u8(scene_probs(path, model, card, tta=True, progress=False)))
     full = scene_probs(path, model, card, progress=False)
-    with tempfile.TemporaryDirectory() as d: half = scene_probs(halve(path, Path(d)/'half.tif'), model, card, progress=False)
+    with tempfile.TemporaryDirectory() as d: half = scene_probs(average_down(path, Path(d)/'half.tif'), model, card, progress=False)
     return dict(full=u8(full), half=u8(half))
 
 def reader(way, cache, model, card):

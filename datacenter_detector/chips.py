@@ -4,7 +4,7 @@
 
 # %% ../nbs/02a_chips.ipynb #abfae1bf
 from __future__ import annotations
-import math, warnings
+import math, os, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, geopandas as gpd, shapely
 from shapely.geometry import box
@@ -15,9 +15,11 @@ from .labels import load_labels, assign_splits
 from .download import fetch, DownloadError, NetworkError
 import rasterio
 from rasterio.crs import CRS as RioCRS
+from rasterio.enums import Resampling
+from affine import Affine
 
 # %% auto #0
-__all__ = ['KIND_PREFIX', 'cover_boxes', 'chip_grid', 'plan_chips', 'make_chips', 'dcd_chips']
+__all__ = ['KIND_PREFIX', 'cover_boxes', 'chip_grid', 'plan_chips', 'make_chips', 'average_down', 'mix_chips', 'dcd_chips']
 
 # %% ../nbs/02a_chips.ipynb #b5b7d48f
 def cover_boxes(bounds:tuple, # (minx, miny, maxx, maxy) in metres
@@ -188,6 +190,42 @@ def make_chips(labels:str|Path|gpd.GeoDataFrame=LABELS, # label file, or labels 
     if stale: warnings.warn(f"{len(stale)} chip files in {out} are not in the new index (from an earlier run?), e.g. {stale[:3]}; "
                             f"they are not used (consumers read index.geojson). Delete them or use a fresh --output-dir.")
     idx.attrs['skipped'] = skipped
+    return idx
+
+# %% ../nbs/02a_chips.ipynb #f39c47e7
+def average_down(src:str|Path, # a GeoTIFF
+                 dst:str|Path, # the COG to write
+                 factor:int=2 # pixels averaged along each axis
+                )->Path:
+    "Write `src` averaged down `factor`x (GDAL's `average`, nodata left out) to `dst`: same bands, tags and extent, `factor` times the pixel size."
+    if factor < 1 or int(factor) != factor: raise ValueError(f"factor must be a whole number (1, 2, ...), not {factor}.")
+    with rasterio.open(src) as ds:
+        h, w = ds.height//factor, ds.width//factor
+        if not h or not w: raise ValueError(f"{src} is {ds.width}x{ds.height} px, smaller than the factor {factor}: nothing to average.")
+        arr = ds.read(out_shape=(ds.count, h, w), resampling=Resampling.average)
+        return write_raster(dst, arr, ds.transform*Affine.scale(ds.width/w, ds.height/h), ds.crs, ds.nodata, ds.tags(),
+                            ds.descriptions if all(ds.descriptions) else None)
+
+def mix_chips(parts:list, # (chips folder, factor) pairs: factor 1 links the chips as they are, 2 or more averages them down
+              output_dir:str|Path # the mix: links, averaged chips and one index.geojson
+             )->gpd.GeoDataFrame:
+    "One chips folder from several chip sets (`make_chips` outputs), some averaged down to coarser pixels; return its index."
+    out, idxs = Path(output_dir), []
+    for d, f in parts:
+        d = Path(d); g = gpd.read_file(d/'index.geojson').assign(src=lambda x: [d/p for p in x.path], factor=f)
+        pre = f'{d.name}_' if f == 1 else f'{d.name}_{f}x_'
+        idxs.append(g.assign(chip_id=pre + g.chip_id, path=pre + g.path, width=g.width//f, height=g.height//f))
+    idx = gpd.GeoDataFrame(pd.concat(idxs, ignore_index=True), crs=idxs[0].crs)
+    if (dup := idx.chip_id[idx.chip_id.duplicated()]).size: raise ValueError(
+        f"Chip ids repeat across the parts of the mix (e.g. {dup.iloc[0]}): each chip set can be in a mix once per factor; "
+        f"sets in folders of the same name need different names (the ids carry the folder's name).")
+    out.mkdir(parents=True, exist_ok=True)
+    for s, q, f in zip(idx.src, idx.path, idx.factor):
+        if (out/q).exists(): continue
+        if f == 1: os.symlink(Path(s).resolve(), out/q)
+        else: average_down(s, out/q, f)
+    idx = idx.drop(columns=['src', 'factor'])
+    with atomic_path(out/'index.geojson') as tmp: idx.to_file(tmp, driver='GeoJSON')
     return idx
 
 # %% ../nbs/02a_chips.ipynb #8c9ef564
