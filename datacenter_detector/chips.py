@@ -210,9 +210,13 @@ def mix_chips(parts:list, # (chips folder, factor) pairs: factor 1 links the chi
               output_dir:str|Path # the mix: links, averaged chips and one index.geojson
              )->gpd.GeoDataFrame:
     "One chips folder from several chip sets (`make_chips` outputs), some averaged down to coarser pixels; return its index."
+    if not len(parts): raise ValueError("mix_chips needs at least one (chips folder, factor) part.")
     out, idxs = Path(output_dir), []
     for d, f in parts:
-        d = Path(d); g = gpd.read_file(d/'index.geojson').assign(src=lambda x: [d/p for p in x.path], factor=f)
+        d = Path(d)
+        if not (d/'index.geojson').exists(): raise FileNotFoundError(f"No chip index at {d/'index.geojson'}: each part of a mix is a chips folder that make_chips (dcd_chips) wrote.")
+        if f < 1 or int(f) != f: raise ValueError(f"The factor of {d} must be a whole number (1, 2, ...), not {f}.")
+        f = int(f); g = gpd.read_file(d/'index.geojson').assign(src=lambda x: [d/p for p in x.path], factor=f)
         pre = f'{d.name}_' if f == 1 else f'{d.name}_{f}x_'
         idxs.append(g.assign(chip_id=pre + g.chip_id, path=pre + g.path, width=g.width//f, height=g.height//f))
     idx = gpd.GeoDataFrame(pd.concat(idxs, ignore_index=True), crs=idxs[0].crs)
