@@ -13,6 +13,8 @@ the chosen way on N further test renders (seeds --renders onwards), and --val-re
 --cap-area chooses the minimum area only among `area_candidates` (at most half the smallest data center of the train split).
 A --run whose folder already holds a model (model.json) is scored as it is, without training: e.g. the soup of unet4 and round 1
 (`train.average_models` into runs/context/unet4_soupctx; `context_trial_soup.json`).
+The cached mixes of rounds 1 to 3 were made before `chips.mix_chips`, by code that kept the chip ids of the 256 px sets (the same
+chips in the same order as a rerun makes; round 3's 256 px dark chips were lost to an id clash, see 07).
 SYNTHETIC scenes: not real-NAIP accuracy. The model does not ship.
 
     .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites] [--run unet4_context --init SHIPPED --epochs 12 --lr 5e-4 --seed 6 --minutes 42] [--dark] [--renders 9 --val-renders 18 --fresh 9] [--tta] [--cap-area]
