@@ -11,12 +11,11 @@ on both too. The same scenes are scored again with test-time augmentation (`dcd_
 averaged), rules chosen on the val scenes the same way, and the time it costs is measured on one scene side by side (`tta`).
 Scenes and evaluations are cached in --work. SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
-    .venv/bin/python bench/bench_sites.py [--renders 9] [--work runs/bench/sites]
+    .venv/bin/python bench/bench_sites.py [--renders 9] [--test-renders N] [--work runs/bench/sites] [--model <model folder>] [--cap-area] [--no-tta]
 """
 import argparse, json, pickle, time, warnings
 from pathlib import Path
-import pandas as pd
-from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_sweep, rule_scores, labels_within, facility_errors, _is_dc
+from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_sweep, rule_scores, labels_within, facility_errors, _is_dc, area_candidates, AREAS
 from datacenter_detector.inference import load_detector, detect_rule, passes_rule, predict_raster
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
@@ -69,9 +68,9 @@ def timing(work, model, card):
     plain, tta = run(False), run(True)
     return dict(scene=str(path), plain_s=round(plain, 1), tta_s=round(tta, 1), ratio=round(tta/plain, 2))
 
-def scores(evs, labs, card):
-    "The rule chosen on the val scenes and the card's rule, each scored on val and test, the test errors at the chosen rule, and the ceiling."
-    rule = tune_facility_rule(evs['val'], labs)
+def scores(evs, labs, card, areas=AREAS):
+    "The rule chosen on the val scenes (its minimum area among `areas`) and the card's rule, each scored on val and test, the test errors at the chosen rule, and the ceiling."
+    rule = tune_facility_rule(evs['val'], labs, areas=areas)
     chosen, card_rule = {k: rule[k] for k in KEYS}, {k: detect_rule(card)[k] for k in KEYS}
     return dict(chosen_on_val_scenes=chosen | dict(val=at(evs['val'], labs, chosen), test=at(evs['test'], labs, chosen)),
                 card_rule=card_rule | dict(val=at(evs['val'], labs, card_rule), test=at(evs['test'], labs, card_rule)),
@@ -88,26 +87,35 @@ def report(name, r):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--renders', type=int, default=9)
-    ap.add_argument('--work', default='runs/bench/sites', help='cached scenes and evaluations of the shipped unet4')
+    ap.add_argument('--test-renders', type=int, default=None, help='renders of the test sites (default: --renders)')
+    ap.add_argument('--work', default='runs/bench/sites', help='cached scenes (and evaluations of the shipped unet4)')
+    ap.add_argument('--model', default=None, help='a model folder instead of the shipped unet4 (its evaluations cached in --work/evals/<folder name>)')
+    ap.add_argument('--cap-area', action='store_true', help='choose the minimum area on the val scenes among area_candidates (at most half the smallest train data center)')
+    ap.add_argument('--no-tta', action='store_true', help='skip the test-time-augmentation rows')
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'sites.json'))
     a = ap.parse_args()
     warnings.simplefilter('ignore')
     t0, labs = time.time(), load_labels(LABELS)
-    model, card = load_detector(None, 'cpu')
-    evs = {sp: evaluations(sp, a.renders, a.work, model, card) for sp in ('val', 'test')}
-    tta = {sp: evaluations(sp, a.renders, a.work, model, card, tta=True) for sp in ('val', 'test')}
-    chips = json.loads((Path(__file__).parent/'results'/'verifier.json').read_text())
-    res = dict(what=__doc__.splitlines()[0], model='shipped unet4', verifier=detect_rule(card)['verifier'], renders=a.renders,
-               data=f'synthetic site scenes (hard), one per val/test site, seeds 0..{a.renders - 1}: SYNTHETIC, not real NAIP',
+    model, card = load_detector(a.model, 'cpu')
+    cache, areas = None if a.model is None else Path(a.work)/'evals'/Path(a.model).name, area_candidates(labs) if a.cap_area else AREAS
+    n = dict(val=a.renders, test=a.test_renders or a.renders)
+    evs = {sp: evaluations(sp, n[sp], a.work, model, card, cache=cache) for sp in n}
+    res = dict(what=__doc__.splitlines()[0], model='shipped unet4' if a.model is None else str(a.model), verifier=detect_rule(card)['verifier'], renders=n,
+               data=f"synthetic site scenes (hard), one per val/test site, seeds 0..{n['val'] - 1} of val, 0..{n['test'] - 1} of test: SYNTHETIC, not real NAIP",
                n_facilities={sp: int(sum(len(labels_within(labs[_is_dc(labs)], e['index'])) for e in es)) for sp, es in evs.items()},
-               **scores(evs, labs, card),
-               tta=dict(note="the same scenes with test-time augmentation (dcd_detect --tta: the 8 D4 transforms averaged); rules chosen on the val scenes as above",
-                        timing=timing(a.work, model, card), **scores(tta, labs, card)),
-               chips_for_reference=dict(note="bench/results/verifier.json: the same model and verifier scored on the union of overlapping chips (evaluate_chips), rule chosen on val chips",
-                                        chosen_on_val=chips['chosen_on_val'], test_at_chosen=chips['test_at_chosen']),
-               seconds=round(time.time() - t0, 1), provenance=provenance(kind='site-scene benchmark'))
+               area_candidates_m2=list(areas), **scores(evs, labs, card, areas))
+    report('plain', res)
+    if not a.no_tta:
+        tta = {sp: evaluations(sp, n[sp], a.work, model, card, tta=True, cache=cache) for sp in n}
+        res['tta'] = dict(note="the same scenes with test-time augmentation (dcd_detect --tta: the 8 D4 transforms averaged); rules chosen on the val scenes as above",
+                          timing=timing(a.work, model, card), **scores(tta, labs, card, areas))
+        report('tta', res['tta']); print('tta timing', res['tta']['timing'])
+    if a.model is None:
+        chips = json.loads((Path(__file__).parent/'results'/'verifier.json').read_text())
+        res['chips_for_reference'] = dict(note="bench/results/verifier.json: the same model and verifier scored on the union of overlapping chips (evaluate_chips), rule chosen on val chips",
+                                          chosen_on_val=chips['chosen_on_val'], test_at_chosen=chips['test_at_chosen'])
+    res |= dict(seconds=round(time.time() - t0, 1), provenance=provenance(kind='site-scene benchmark'))
     Path(a.out).write_text(json.dumps(res, indent=1, default=float))
-    report('plain', res); report('tta', res['tta']); print('tta timing', res['tta']['timing'])
     print('->', a.out)
 
 if __name__ == '__main__': main()
