@@ -1,4 +1,4 @@
-"""Facility F1 of the shipped model on site scenes: each site of the val and test splits rendered once, as one image, and run through the tool's raster path.
+"""Facility F1 of a model (default: the shipped unet4) on site scenes: each site of the val and test splits rendered once, as one image, and run through the tool's raster path.
 
 `evaluate_chips` scores facilities on the union of the detections of overlapping chips, and the synthesizer renders
 each chip on its own (its own weather, sun, roofs' wear and surroundings), so a data center counts as found when any
@@ -9,7 +9,7 @@ image). The facility rule is chosen on the val scenes (`tune_facility_rule`, the
 scored on the test scenes (`rule_scores`, which chooses nothing); the model card's rule (chosen on val chips) is scored
 on both too. The same scenes are scored again with test-time augmentation (`dcd_detect --tta`: the 8 D4 transforms
 averaged), rules chosen on the val scenes the same way, and the time it costs is measured on one scene side by side (`tta`).
-Scenes and evaluations are cached in --work. SYNTHETIC scenes: these are not real-NAIP accuracy figures.
+Scenes are cached in --work, evaluations in --work/evals/<cache_key> (the model's name, weights, pixel threshold and verifier). SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
     .venv/bin/python bench/bench_sites.py [--renders 9] [--test-renders N] [--work runs/bench/sites] [--model <model folder>] [--cap-area] [--no-tta]
 """
@@ -21,6 +21,10 @@ from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
 
 KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
+
+def cache_key(card):
+    "What the cached evaluations of a model depend on: its name, weights (sha256), pixel threshold (swept too) and verifier."
+    return f"{card['name']}-{card['sha256'][:12]}-t{card['threshold']}-{detect_rule(card)['verifier'] or 'noverifier'}"
 
 def evaluations(split, renders, work, model, card, tta=False, cache=None, tag=None, **kw):
     "`evaluate_scenes` of the model on the site scenes in `work` of each render (seeds 0..`renders`-1, or a range of seeds) of `split` (with the 8 D4 transforms averaged if `tta`; `kw` for evaluate_scenes), cached in `cache` (default `work`) as {split}{render}{tag}.pkl."
@@ -88,8 +92,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--renders', type=int, default=9)
     ap.add_argument('--test-renders', type=int, default=None, help='renders of the test sites (default: --renders)')
-    ap.add_argument('--work', default='runs/bench/sites', help='cached scenes (and evaluations of the shipped unet4)')
-    ap.add_argument('--model', default=None, help='a model folder instead of the shipped unet4 (its evaluations cached in --work/evals/<folder name>)')
+    ap.add_argument('--work', default='runs/bench/sites', help='cached scenes and (in evals/) evaluations')
+    ap.add_argument('--model', default=None, help='a model folder instead of the shipped unet4')
     ap.add_argument('--cap-area', action='store_true', help='choose the minimum area on the val scenes among area_candidates (at most half the smallest train data center)')
     ap.add_argument('--no-tta', action='store_true', help='skip the test-time-augmentation rows')
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'sites.json'))
@@ -97,7 +101,7 @@ def main():
     warnings.simplefilter('ignore')
     t0, labs = time.time(), load_labels(LABELS)
     model, card = load_detector(a.model, 'cpu')
-    cache, areas = None if a.model is None else Path(a.work)/'evals'/Path(a.model).name, area_candidates(labs) if a.cap_area else AREAS
+    cache, areas = Path(a.work)/'evals'/cache_key(card), area_candidates(labs) if a.cap_area else AREAS
     n = dict(val=a.renders, test=a.test_renders or a.renders)
     evs = {sp: evaluations(sp, n[sp], a.work, model, card, cache=cache) for sp in n}
     res = dict(what=__doc__.splitlines()[0], model='shipped unet4' if a.model is None else str(a.model), verifier=detect_rule(card)['verifier'], renders=n,

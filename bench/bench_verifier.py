@@ -6,7 +6,7 @@ and test sites; every detection gets the verifier's probability (`verify_sites`:
 the val renders, pooled (a minimum of 0 leaves the verifier out). `rule_sweep` scores the test renders with the same
 candidates (it chooses nothing); the report gives the chosen rule's test figures and, for the record only, the card's
 rule at every verifier minimum. The evaluations are cached
-in --work (one pickle per split and render, probabilities dropped), so a rerun with another verifier costs minutes.
+in --work/<cache_key> (one pickle per split and render, probabilities dropped; the key names the model's weights and threshold), so a rerun with another verifier costs minutes.
 SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
     .venv/bin/python bench/bench_verifier.py [--verifier verify4] [--renders 9] [--work runs/bench/verifier]
@@ -18,6 +18,7 @@ from datacenter_detector.evaluation import evaluate_chips, model_predictor, synt
 from datacenter_detector.inference import detect_rule
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
+from bench_sites import cache_key
 
 def evaluations(split, renders, work, bench, predict, card):
     "`evaluate_chips` of the model on each render of `split`, cached in `work` (without probabilities)."
@@ -35,14 +36,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--verifier', default='verify4', help='a verifier folder or shipped name')
     ap.add_argument('--renders', type=int, default=9)
-    ap.add_argument('--work', default='runs/bench/verifier', help='cached evaluations of the shipped unet4')
+    ap.add_argument('--work', default='runs/bench/verifier', help='cached evaluations, in a folder per model (bench_sites.cache_key)')
     ap.add_argument('--bench', default='runs/bench/accuracy', help="the benchmark renders (bench_accuracy.py's, shared)")
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'verifier.json'))
     a = ap.parse_args()
     warnings.simplefilter('ignore')
     t0, labs = time.time(), load_labels(LABELS)
     predict, card = model_predictor(None, 'cpu')
-    evs = {sp: evaluations(sp, a.renders, a.work, a.bench, predict, card) for sp in ('val', 'test')}
+    evs = {sp: evaluations(sp, a.renders, Path(a.work)/cache_key(card), a.bench, predict, card) for sp in ('val', 'test')}
     for sp, es in evs.items():
         for e in es: verify_sites(e['detections'], e['index'], e['chips_dir'], a.verifier)
     rule = tune_facility_rule(evs['val'], labs)      # the candidates dcd_tune_rule uses
@@ -53,7 +54,7 @@ def main():
     def at(df, r): return df.loc[(df[keys] == pd.Series({k: r[k] for k in keys})).all(1)].iloc[0][['tp', 'fp', 'fn', 'f1']].to_dict()
     card_rule = detect_rule(card)
     side = [dict(min_verify=v, val=at(val, card_rule | dict(min_verify=v)), test=at(test, card_rule | dict(min_verify=v))) for v in vs]
-    res = dict(what=__doc__.splitlines()[0], verifier=a.verifier, model='shipped unet4', renders=a.renders,
+    res = dict(what=__doc__.splitlines()[0], verifier=a.verifier, model='shipped unet4', model_key=cache_key(card), renders=a.renders,
                data=f'synthetic benchmark (hard), val and test sites, seeds 0..{a.renders - 1}: SYNTHETIC scenes, not real NAIP',
                chosen_on_val={k: rule[k] for k in keys + ['f1', 'n_facilities']}, test_at_chosen=at(test, rule),
                card_rule={k: card_rule[k] for k in ('threshold', 'min_area_m2', 'min_score')}, card_rule_by_min_verify=side,

@@ -27,11 +27,11 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'plot_panels', 'save_png', 'png_bytes', 'plot_chip_hist', 'plot_pr', 'worst_chips', 'plot_gallery',
            'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'verify_sites',
            'labels_within', 'summarize', 'write_json', 'rule_sweep', 'rule_scores', 'tune_facility_rule',
-           'set_detect_rule', 'area_candidates', 'comparison_table', 'markdown_table', 'find_metrics', 'compare_models',
-           'html_report', 'facility_detections', 'report_figures', 'write_report', 'synthetic_benchmark', 'site_scenes',
-           'scene_probs', 'evaluate_scenes', 'predictor', 'model_predictor', 'array_detector', 'scene_detector',
-           'real_fp_density', 'group_density', 'measure_model', 'evaluate_model', 'dcd_evaluate', 'tune_rule',
-           'dcd_tune_rule']
+           'set_detect_rule', 'edit_card', 'area_candidates', 'comparison_table', 'markdown_table', 'find_metrics',
+           'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
+           'synthetic_benchmark', 'site_scenes', 'scene_probs', 'evaluate_scenes', 'predictor', 'model_predictor',
+           'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model', 'evaluate_model',
+           'dcd_evaluate', 'tune_threshold', 'tune_rule', 'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -763,12 +763,18 @@ def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.saf
                     verifier:str|None=None # the building verifier the rule's `min_verify` applies to (05d); None: none
                    )->dict:
     "Write the detection rule into the model card (`detect`), atomically; return the card."
-    js = Path(model_dir)/'model.json'
-    card = json.loads(js.read_text())
-    card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']), min_score=float(rule.get('min_score', 0.)),
+    def put(card): card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']), min_score=float(rule.get('min_score', 0.)),
                           **(dict(verifier=str(verifier), min_verify=float(rule.get('min_verify', 0.))) if verifier else {}),
                           chosen_on=chosen_on or f"{rule.get('split')} split", f1=rule.get('f1'), criterion=rule.get('criterion'),
                           n_facilities=rule.get('n_facilities'), n_renders=rule.get('n_renders', 1), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2', 'min_score') + (('min_verify',) if verifier else ())})
+    return edit_card(model_dir, put)
+
+def edit_card(model_dir:Path|str, # a model folder (model.json + model.safetensors)
+              change:Callable # change(card): edits the card dict in place
+             )->dict:
+    "Apply `change` to a model folder's card and write it back atomically; return the card."
+    js = Path(model_dir)/'model.json'
+    card = json.loads(js.read_text()); change(card)
     with atomic_path(js) as t: Path(t).write_text(json.dumps(_clean(card), indent=1))
     return card
 
@@ -1208,25 +1214,63 @@ def dcd_evaluate(checkpoint:str=None, # model folder (model.safetensors + model.
     print(f"report: {out['html']}  metrics: {out['metrics']}")
 
 # %% ../nbs/07_evaluation.ipynb #a515af00
+def _model_folder(checkpoint, renders):
+    "Refuse what `tune_threshold` and `tune_rule` cannot tune, before any work."
+    if renders < 1: raise ValueError(f"renders must be at least 1, not {renders}.")
+    if not (Path(checkpoint)/'model.json').exists(): raise FileNotFoundError(f"{checkpoint} is not a model folder (no model.json): pass the output folder of dcd_train.")
+
+def tune_threshold(checkpoint:str|Path, # a model folder (model.json + model.safetensors): its card's pixel `threshold` and `metrics` are set
+                   out_dir:str|Path='runs/benchmark_val', # where the renders are made (cached): val chips in seed<s> (`tune_rule`'s), test chips in test/seed<s>
+                   renders:int=9, # renders of the val (and test) sites (seeds 0..renders-1) to pool
+                   labels=None, device:str|None=None, difficulty:str='hard', bs:int=16)->dict:
+    "Set a model folder's pixel threshold to the best pixel F1 on renders of the benchmark's val chips, pooled (as `train` does on its own val split), and its card's val and test pixel metrics to those at that threshold; return the metrics."
+    import torch
+    from torch.utils.data import DataLoader
+    from datacenter_detector.data import ChipDataset
+    from datacenter_detector.unet import load_model
+    from datacenter_detector.train import prob_hist as pixel_hist, best_threshold, scores, _precision
+    _model_folder(checkpoint, renders)
+    net, card = load_model(checkpoint, device)
+    amp = _precision(next(net.parameters()).device, True)[1]
+    def hists(split, where):   # pixel histograms of data-center and other pixels, pooled over the renders of `split`
+        pos = neg = 0
+        for s in tqdm(range(renders), desc=f'{split} renders', leave=False):
+            ds = ChipDataset(*synthetic_benchmark(where(s), split, s, difficulty, labels=labels), split, card['bands'], card['norm'])
+            p, n = pixel_hist(net, DataLoader(ds, batch_size=bs), amp=amp); pos, neg = pos + p, neg + n
+        return pos, neg
+    val = best_threshold(*hists('val', lambda s: Path(out_dir)/f'seed{s}'))     # chosen on val; test is only measured
+    pos, neg = hists('test', lambda s: Path(out_dir)/'test'/f'seed{s}')
+    met = dict(note=f"pixel metrics at the card's threshold (best pixel F1 on val) on the synthetic benchmark's val and test sites ({difficulty}), "
+                    f"{renders} render(s) of each pooled: synthetic scenes, not real-NAIP accuracy", val=val, test=scores(pos, neg, round(val['threshold']*len(pos))))
+    edit_card(checkpoint, lambda c: c.update(threshold=round(float(val['threshold']), 4), metrics=dict(c.get('metrics') or {}, **met)))
+    return met
+
 def tune_rule(checkpoint:str|Path, # a model folder (model.json + model.safetensors): its card gets the rule
-              out_dir:str|Path='runs/benchmark_val', # where the val renders are made (cached: a rerun reuses them)
+              out_dir:str|Path='runs/benchmark_val', # where the val renders are made (cached: a rerun reuses them): chips in seed<s>, scenes in val/seed<s>
               renders:int=9, # renders of the val sites (seeds 0..renders-1) to pool
               labels=None, # label file or GeoDataFrame; None: the packaged real labels
               device:str|None=None, difficulty:str='hard',
-              verifier:str|None=None # a building verifier (05d: a folder or a shipped name) whose minimum probability is tuned too; None: the card's, if any
+              verifier:str|None=None, # a building verifier (05d: a folder or a shipped name) whose minimum probability is tuned too; None: the card's, if any
+              scenes:bool=False, # tune on one scene per val site through the tool's raster path (`site_scenes`, `evaluate_scenes`) instead of the benchmark's chips
+              cap_area:bool=False, # minimum areas only among `area_candidates` (at most half the smallest train data center)
+              pixel:bool=False # first set the card's pixel threshold on the val chips (`tune_threshold`)
              )->dict:
     "Tune a model folder's facility rule on renders of the synthetic benchmark's val sites and write it into its card; return the rule."
     from datacenter_detector.labels import load_labels
     from datacenter_detector.core import LABELS
-    if renders < 1: raise ValueError(f"renders must be at least 1, not {renders}.")
-    if not (Path(checkpoint)/'model.json').exists(): raise FileNotFoundError(f"{checkpoint} is not a model folder (no model.json): pass the output folder of dcd_train.")
+    from datacenter_detector.inference import load_detector
+    _model_folder(checkpoint, renders)
+    if pixel: tune_threshold(checkpoint, out_dir, renders, labels, device, difficulty)
     labs = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
-    predict, card = model_predictor(checkpoint, device)
+    (model, card), seeds = load_detector(checkpoint, device), tqdm(range(renders), desc='val renders', leave=False)
     verifier = verifier or detect_rule(card)['verifier']
-    evs = [evaluate_chips(predict, *synthetic_benchmark(Path(out_dir)/f'seed{s}', 'val', s, difficulty, labels=labels), 'val', card['threshold'], card=card, verifier=verifier)
-           for s in tqdm(range(renders), desc='val renders', leave=False)]
-    rule = tune_facility_rule(evs, labs)
-    set_detect_rule(checkpoint, rule, f"facility F1 on the synthetic benchmark's val sites ({difficulty}), {renders} render(s) pooled", verifier)
+    if scenes: evs = [evaluate_scenes(site_scenes(d, 'val', s, difficulty, labels=labels), d, model, card, 'val', verifier=verifier, device=device)
+                      for s in seeds for d in [Path(out_dir)/'val'/f'seed{s}']]
+    else: evs = [evaluate_chips(predictor(model, card, device), *synthetic_benchmark(Path(out_dir)/f'seed{s}', 'val', s, difficulty, labels=labels), 'val', card['threshold'], card=card, verifier=verifier)
+                 for s in seeds]
+    rule = tune_facility_rule(evs, labs, areas=area_candidates(labels) if cap_area else AREAS)
+    how = f"facility F1 on {'one scene per site of' if scenes else 'the chips of'} the synthetic benchmark's val sites ({difficulty}), {renders} render(s) pooled"
+    set_detect_rule(checkpoint, rule, how + (', minimum areas at most half the smallest train data center' if cap_area else ''), verifier)
     return rule
 
 @cli
@@ -1235,9 +1279,12 @@ def dcd_tune_rule(checkpoint:str, # model folder (model.safetensors + model.json
                   renders:int=9, # renders of the val sites to pool (about 1 min each on 2 CPU cores)
                   labels:str=None, # label GeoJSON; default: the packaged real label file
                   device:str=None, # cpu, cuda, mps
-                  verifier:str=None): # building verifier (05d) whose minimum probability is tuned too: a folder or a shipped name (verify4); default: the card's
+                  verifier:str=None, # building verifier (05d) whose minimum probability is tuned too: a folder or a shipped name (verify4); default: the card's
+                  scenes:bool=False, # tune on one scene per val site (the tool's raster path, about 30 s a render) instead of the benchmark's chips
+                  cap_area:bool=False, # minimum areas only up to half the smallest train data center
+                  pixel:bool=False): # first set the card's pixel threshold (best pixel F1 on the val chips)
     "Choose a model's facility rule (probability threshold, minimum area, minimum mean probability, minimum verifier probability) on the synthetic benchmark's val sites and write it into its card."
-    try: r = tune_rule(checkpoint, out_dir, renders, labels, device, verifier=verifier)
+    try: r = tune_rule(checkpoint, out_dir, renders, labels, device, verifier=verifier, scenes=scenes, cap_area=cap_area, pixel=pixel)
     except (FileNotFoundError, PermissionError, ValueError, RuntimeError, OSError) as e: sys.exit(f"dcd_tune_rule: error: {e}")
-    print(f"{checkpoint}: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m², minimum mean probability {r['min_score']}, minimum verifier probability {r['min_verify']}; val facility F1 {r['f1']:.3f} "
+    print(f"{checkpoint}: pixel threshold {r['pixel_threshold']}; facility rule: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m², minimum mean probability {r['min_score']}, minimum verifier probability {r['min_verify']}; val facility F1 {r['f1']:.3f} "
           f"({r['n_facilities']} facilities in {r['n_renders']} renders; synthetic scenes, not real NAIP)")
