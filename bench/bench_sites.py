@@ -12,6 +12,8 @@ averaged), rules chosen on the val scenes the same way, and the time it costs is
 Scenes are cached in --work, evaluations in --work/evals/<cache_key> (the model's name, weights, pixel threshold and verifier). SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
     .venv/bin/python bench/bench_sites.py [--renders 9] [--test-renders N] [--work runs/bench/sites] [--model <model folder>] [--cap-area] [--no-tta]
+
+The shipped unet4's figure in sites.json (its card's rule is the one chosen here; 2026-11-30): --test-renders 45 --cap-area --no-tta.
 """
 import argparse, json, pickle, time, warnings
 from pathlib import Path
