@@ -1224,11 +1224,10 @@ def tune_threshold(checkpoint:str|Path, # a model folder (model.json + model.saf
                    renders:int=9, # renders of the val (and test) sites (seeds 0..renders-1) to pool
                    labels=None, device:str|None=None, difficulty:str='hard', bs:int=16)->dict:
     "Set a model folder's pixel threshold to the best pixel F1 on renders of the benchmark's val chips, pooled (as `train` does on its own val split), and its card's val and test pixel metrics to those at that threshold; return the metrics."
-    import torch
     from torch.utils.data import DataLoader
     from datacenter_detector.data import ChipDataset
     from datacenter_detector.unet import load_model
-    from datacenter_detector.train import prob_hist as pixel_hist, best_threshold, scores, _precision
+    from datacenter_detector.train import prob_hist as pixel_hist, scores as pixel_scores, best_threshold, _precision
     _model_folder(checkpoint, renders)
     net, card = load_model(checkpoint, device)
     amp = _precision(next(net.parameters()).device, True)[1]
@@ -1241,7 +1240,7 @@ def tune_threshold(checkpoint:str|Path, # a model folder (model.json + model.saf
     val = best_threshold(*hists('val', lambda s: Path(out_dir)/f'seed{s}'))     # chosen on val; test is only measured
     pos, neg = hists('test', lambda s: Path(out_dir)/'test'/f'seed{s}')
     met = dict(note=f"pixel metrics at the card's threshold (best pixel F1 on val) on the synthetic benchmark's val and test sites ({difficulty}), "
-                    f"{renders} render(s) of each pooled: synthetic scenes, not real-NAIP accuracy", val=val, test=scores(pos, neg, round(val['threshold']*len(pos))))
+                    f"{renders} render(s) of each pooled: synthetic scenes, not real-NAIP accuracy", val=val, test=pixel_scores(pos, neg, round(val['threshold']*len(pos))))
     edit_card(checkpoint, lambda c: c.update(threshold=round(float(val['threshold']), 4), metrics=dict(c.get('metrics') or {}, **met)))
     return met
 
