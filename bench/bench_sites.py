@@ -116,8 +116,8 @@ def main():
         res['tta'] = dict(note="the same scenes with test-time augmentation (dcd_detect --tta: the 8 D4 transforms averaged); rules chosen on the val scenes as above",
                           timing=timing(a.work, model, card), **scores(tta, labs, card, areas))
         report('tta', res['tta']); print('tta timing', res['tta']['timing'])
-    if a.model is None:
-        chips = json.loads((Path(__file__).parent/'results'/'verifier.json').read_text())
+    chips = json.loads((Path(__file__).parent/'results'/'verifier.json').read_text())
+    if chips.get('model_key') == cache_key(card):   # only the same model's chip figures
         res['chips_for_reference'] = dict(note="bench/results/verifier.json: the same model and verifier scored on the union of overlapping chips (evaluate_chips), rule chosen on val chips",
                                           chosen_on_val=chips['chosen_on_val'], test_at_chosen=chips['test_at_chosen'])
     res |= dict(seconds=round(time.time() - t0, 1), provenance=provenance(kind='site-scene benchmark'))

@@ -15,7 +15,9 @@ A --run whose folder already holds a model (model.json) is scored as it is, with
 (`train.average_models` into runs/context/unet4_soupctx; `context_trial_soup.json`).
 The cached mixes of rounds 1 to 3 were made before `chips.mix_chips`, by code that kept the chip ids of the 256 px sets (the same
 chips in the same order as a rerun makes; round 3's 256 px dark chips were lost to an id clash, see 07).
-SYNTHETIC scenes: not real-NAIP accuracy. The model does not ship.
+The rounds fine-tuned the unet4 shipped until 2026-11-30 (05b's average of stages 3 and 4); --init defaults to the shipped
+unet4, which since then is that soup (05b's stages 5 and 6), so a rerun from scratch needs --init <that older model>.
+SYNTHETIC scenes: not real-NAIP accuracy.
 
     .venv/bin/python bench/context_trial.py [--work runs/context] [--sites runs/bench/sites] [--run unet4_context --init SHIPPED --epochs 12 --lr 5e-4 --seed 6 --minutes 42] [--dark] [--renders 9 --val-renders 18 --fresh 9] [--tta] [--cap-area]
 """
