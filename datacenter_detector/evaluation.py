@@ -1250,7 +1250,7 @@ def tune_rule(checkpoint:str|Path, # a model folder (model.json + model.safetens
               labels=None, # label file or GeoDataFrame; None: the packaged real labels
               device:str|None=None, difficulty:str='hard',
               verifier:str|None=None, # a building verifier (05d: a folder or a shipped name) whose minimum probability is tuned too; None: the card's, if any
-              scenes:bool=False, # tune on one scene per val site through the tool's raster path (`site_scenes`, `evaluate_scenes`) instead of the benchmark's chips
+              on:str='chips', # what to tune on: 'chips' (the benchmark's), 'scenes' (one scene per val site through the tool's raster path: `site_scenes`, `evaluate_scenes`) or 'both', pooled
               cap_area:bool=False, # minimum areas only among `area_candidates` (at most half the smallest train data center)
               pixel:bool=False # first set the card's pixel threshold on the val chips (`tune_threshold`)
              )->dict:
@@ -1259,16 +1259,19 @@ def tune_rule(checkpoint:str|Path, # a model folder (model.json + model.safetens
     from datacenter_detector.core import LABELS
     from datacenter_detector.inference import load_detector
     _model_folder(checkpoint, renders)
+    if on not in ('chips', 'scenes', 'both'): raise ValueError(f"on must be 'chips', 'scenes' or 'both', not {on!r}.")
     if pixel: tune_threshold(checkpoint, out_dir, renders, labels, device, difficulty)
     labs = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
     (model, card), seeds = load_detector(checkpoint, device), tqdm(range(renders), desc='val renders', leave=False)
     verifier = verifier or detect_rule(card)['verifier']
-    if scenes: evs = [evaluate_scenes(site_scenes(d, 'val', s, difficulty, labels=labels), d, model, card, 'val', verifier=verifier, device=device)
-                      for s in seeds for d in [Path(out_dir)/'val'/f'seed{s}']]
-    else: evs = [evaluate_chips(predictor(model, card, device), *synthetic_benchmark(Path(out_dir)/f'seed{s}', 'val', s, difficulty, labels=labels), 'val', card['threshold'], card=card, verifier=verifier)
-                 for s in seeds]
+    evs = []
+    for s in seeds:
+        if on != 'scenes': evs.append(evaluate_chips(predictor(model, card, device), *synthetic_benchmark(Path(out_dir)/f'seed{s}', 'val', s, difficulty, labels=labels),
+                                                     'val', card['threshold'], card=card, verifier=verifier))
+        if on != 'chips': evs.append(evaluate_scenes(site_scenes(d := Path(out_dir)/'val'/f'seed{s}', 'val', s, difficulty, labels=labels), d, model, card, 'val', verifier=verifier, device=device))
     rule = tune_facility_rule(evs, labs, areas=area_candidates(labels) if cap_area else AREAS)
-    how = f"facility F1 on {'one scene per site of' if scenes else 'the chips of'} the synthetic benchmark's val sites ({difficulty}), {renders} render(s) pooled"
+    what = dict(chips='the chips of', scenes='one scene per site of', both='the chips and one scene per site of')[on]
+    how = f"facility F1 on {what} the synthetic benchmark's val sites ({difficulty}), {renders} render(s) pooled"
     set_detect_rule(checkpoint, rule, how + (', minimum areas at most half the smallest train data center' if cap_area else ''), verifier)
     return rule
 
@@ -1279,11 +1282,11 @@ def dcd_tune_rule(checkpoint:str, # model folder (model.safetensors + model.json
                   labels:str=None, # label GeoJSON; default: the packaged real label file
                   device:str=None, # cpu, cuda, mps
                   verifier:str=None, # building verifier (05d) whose minimum probability is tuned too: a folder or a shipped name (verify4); default: the card's
-                  scenes:bool=False, # tune on one scene per val site (the tool's raster path, about 30 s a render) instead of the benchmark's chips
+                  on:str='chips', # tune on the benchmark's val chips ('chips'), one scene per val site ('scenes': the tool's raster path, about 30 s a render) or both, pooled ('both')
                   cap_area:bool=False, # minimum areas only up to half the smallest train data center
                   pixel:bool=False): # first set the card's pixel threshold (best pixel F1 on the val chips)
     "Choose a model's facility rule (probability threshold, minimum area, minimum mean probability, minimum verifier probability) on the synthetic benchmark's val sites and write it into its card."
-    try: r = tune_rule(checkpoint, out_dir, renders, labels, device, verifier=verifier, scenes=scenes, cap_area=cap_area, pixel=pixel)
+    try: r = tune_rule(checkpoint, out_dir, renders, labels, device, verifier=verifier, on=on, cap_area=cap_area, pixel=pixel)
     except (FileNotFoundError, PermissionError, ValueError, RuntimeError, OSError) as e: sys.exit(f"dcd_tune_rule: error: {e}")
     print(f"{checkpoint}: pixel threshold {r['pixel_threshold']}; facility rule: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m², minimum mean probability {r['min_score']}, minimum verifier probability {r['min_verify']}; val facility F1 {r['f1']:.3f} "
           f"({r['n_facilities']} facilities in {r['n_renders']} renders; synthetic scenes, not real NAIP)")

@@ -305,7 +305,7 @@ def test_evaluation_scores_what_batch_detect_returns(tmp_path):
     assert e.geometry.intersects(b.geometry).all()
 
 def test_tune_rule_cli_on_val_renders(tmp_path, tiny_model):
-    "dcd_tune_rule renders the val sites (cached), as chips or one scene per site, evaluates the model, and writes the best rule (and with --pixel the pixel threshold) into the card; bad input says what to do (pooling renders: 07's demo)."
+    "dcd_tune_rule renders the val sites (cached), as chips, one scene per site or both, evaluates the model, and writes the best rule (and with --pixel the pixel threshold) into the card; bad input says what to do (pooling renders: 07's demo)."
     m = tmp_path/'m'; shutil.copytree(tiny_model, m)
     tune = Path(sys.executable).parent/'dcd_tune_rule'
     r = subprocess.run([str(tune), str(m), '--out-dir', str(tmp_path/'val'), '--renders', '1', '--device', 'cpu'], capture_output=True, text=True, timeout=600)
@@ -316,21 +316,22 @@ def test_tune_rule_cli_on_val_renders(tmp_path, tiny_model):
     assert f"val facility F1 {rule['f1']:.3f}" in r.stdout and 'not real NAIP' in r.stdout
     stamps = sorted((tmp_path/'val').glob('seed*/benchmark.json'))
     assert [json.loads(p.read_text())['params']['seed'] for p in stamps] == [0] and all(json.loads(p.read_text())['params']['split'] == 'val' for p in stamps)
-    # on one scene per val site, minimum areas capped, the pixel threshold set first on the same render's chips (reused)
+    # on the val chips and one scene per val site pooled, minimum areas capped, the pixel threshold set first on the same render's chips (reused)
     card = json.loads((m/'model.json').read_text()); (m/'model.json').write_text(json.dumps(dict(card, threshold=0.123)))   # not a bin edge: --pixel must replace it
-    r = subprocess.run([str(tune), str(m), '--out-dir', str(tmp_path/'val'), '--renders', '1', '--device', 'cpu', '--scenes', '--cap-area', '--pixel'], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([str(tune), str(m), '--out-dir', str(tmp_path/'val'), '--renders', '1', '--device', 'cpu', '--on', 'both', '--cap-area', '--pixel'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     card = json.loads((m/'model.json').read_text()); rule = card['detect']
     met = card['metrics']
     assert card['threshold'] == round(met['val']['threshold'], 4) == round(met['test']['threshold'], 4) != 0.123 and 'val and test sites' in met['note']
     assert 0 <= met['val']['f1'] <= 1 and met['test']['n_pos'] > 0 and met['test']['n_pos'] != met['val']['n_pos']   # the test renders are measured, not chosen on
     assert f"pixel threshold {card['threshold']}" in r.stdout
-    assert 'one scene per site' in rule['chosen_on'] and 'half the smallest train data center' in rule['chosen_on'] and rule['n_facilities'] == 13
+    assert 'the chips and one scene per site' in rule['chosen_on'] and 'half the smallest train data center' in rule['chosen_on']
+    assert rule['n_facilities'] == 26 and rule['n_renders'] == 2   # the render's chips and its scenes, pooled
     from datacenter_detector.evaluation import area_candidates
     assert rule['candidates']['min_area_m2'] == area_candidates() and max(area_candidates()) < 3000 and rule['min_area_m2'] in area_candidates()
     assert json.loads((tmp_path/'val'/'val'/'seed0'/'scenes.json').read_text())['params']['split'] == 'val'
     assert [p.parent.name for p in (tmp_path/'val').glob('seed*/benchmark.json')] == ['seed0']   # no second val chip render
     assert json.loads((tmp_path/'val'/'test'/'seed0'/'benchmark.json').read_text())['params']['split'] == 'test'
-    for bad, msg in (([str(tmp_path/'nope')], 'no model.json'), ([str(m), '--renders', '0'], 'at least 1')):
+    for bad, msg in (([str(tmp_path/'nope')], 'no model.json'), ([str(m), '--renders', '0'], 'at least 1'), ([str(m), '--on', 'tiles'], "'chips', 'scenes' or 'both'")):
         r = subprocess.run([str(tune), *bad, '--out-dir', str(tmp_path/'val')], capture_output=True, text=True, timeout=300)
         assert r.returncode != 0 and 'dcd_tune_rule: error:' in r.stderr and msg in r.stderr and 'Traceback' not in r.stderr
