@@ -1,7 +1,7 @@
 """Pixel IoU of model folders side by side on the synthetic benchmark: each model's threshold chosen on val renders, test renders measured.
 
 For each model folder: the pixel threshold with the best pixel F1 on `--renders` renders of the benchmark's val chips
-(pooled; `train.best_threshold` over `train.prob_hist`, as 07's `tune_threshold`), then pixel precision, recall, F1
+(pooled; `train.best_threshold` over 07's `pixel_hists`, as `tune_threshold`), then pixel precision, recall, F1
 and IoU at that threshold on the test chips of renders 0..renders-1 and of `--fresh` renders after them. Pixel figures
 only (no facility rule): a quick comparison of candidate models before the slower facility benches. The renders are
 those of bench_accuracy.py (test) and dcd_tune_rule (val), made if missing. SYNTHETIC scenes, not real-NAIP accuracy.
@@ -10,20 +10,10 @@ those of bench_accuracy.py (test) and dcd_tune_rule (val), made if missing. SYNT
 """
 import argparse, json, time, warnings
 from pathlib import Path
-from torch.utils.data import DataLoader
-from datacenter_detector.data import ChipDataset
 from datacenter_detector.unet import load_model
-from datacenter_detector.train import prob_hist, scores, best_threshold, _precision
-from datacenter_detector.evaluation import synthetic_benchmark
+from datacenter_detector.train import scores, best_threshold
+from datacenter_detector.evaluation import pixel_hists
 from datacenter_detector.core import provenance
-
-def hists(net, card, split, root, seeds, amp):
-    "Pixel probability histograms (data-center, other) of `net` pooled over the renders `seeds` of `split`."
-    pos = neg = 0
-    for s in seeds:
-        ds = ChipDataset(*synthetic_benchmark(Path(root)/f'seed{s}', split, s), split, card['bands'], card['norm'])
-        p, n = prob_hist(net, DataLoader(ds, batch_size=16), amp=amp); pos, neg = pos + p, neg + n
-    return pos, neg
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,11 +28,11 @@ def main():
     rows, t0 = [], time.time()
     sets = dict(test=range(a.renders), fresh=range(a.renders, a.renders + a.fresh))
     for m in a.models:
-        net, card = load_model(m, 'cpu'); amp = _precision(next(net.parameters()).device, True)[1]
-        vh = hists(net, card, 'val', a.val_dir, range(a.renders), amp)
+        net, card = load_model(m, 'cpu')
+        vh = pixel_hists(net, card, 'val', a.val_dir, range(a.renders))
         val = best_threshold(*vh); k = round(val['threshold']*len(vh[0]))   # the chosen bin edge
         r = dict(model=str(m), sha256=card.get('sha256'), threshold=val['threshold'], val=val,
-                 **{f'{name}_{seeds[0]}_{seeds[-1]}': scores(*hists(net, card, 'test', a.test_dir, seeds, amp), k) for name, seeds in sets.items() if len(seeds)})
+                 **{f'{name}_{seeds[0]}_{seeds[-1]}': scores(*pixel_hists(net, card, 'test', a.test_dir, seeds), k) for name, seeds in sets.items() if len(seeds)})
         rows.append(r)
         print(m, 'threshold', r['threshold'], 'IoU: val', round(val['iou'], 4), *(f"{k_} {v['iou']:.4f}" for k_, v in r.items() if k_.startswith(('test', 'fresh'))), flush=True)
     res = dict(what=__doc__.splitlines()[0], data=f'synthetic benchmark (hard): val renders 0..{a.renders - 1}, test renders 0..{a.renders + a.fresh - 1}: SYNTHETIC scenes, not real NAIP',

@@ -31,7 +31,7 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
            'synthetic_benchmark', 'site_scenes', 'scene_probs', 'evaluate_scenes', 'predictor', 'model_predictor',
            'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model', 'evaluate_model',
-           'dcd_evaluate', 'tune_threshold', 'tune_rule', 'dcd_tune_rule']
+           'dcd_evaluate', 'pixel_hists', 'tune_threshold', 'tune_rule', 'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -1219,26 +1219,30 @@ def _model_folder(checkpoint, renders):
     if renders < 1: raise ValueError(f"renders must be at least 1, not {renders}.")
     if not (Path(checkpoint)/'model.json').exists(): raise FileNotFoundError(f"{checkpoint} is not a model folder (no model.json): pass the output folder of dcd_train.")
 
+def pixel_hists(net, card:dict, # a network and its card (bands, norm)
+                split:str, root:Path, seeds:Iterable, # renders root/seed<s> of the benchmark's `split` (made if missing)
+                labels=None, difficulty:str='hard', bs:int=16)->tuple:
+    "Histograms of predicted probability over data-center and other pixels (`train.prob_hist`), pooled over renders of the benchmark."
+    from torch.utils.data import DataLoader
+    from datacenter_detector.data import ChipDataset
+    from datacenter_detector.train import prob_hist as pixel_hist, _precision
+    amp, pos, neg = _precision(next(net.parameters()).device, True)[1], 0, 0
+    for s in tqdm(list(seeds), desc=f'{split} renders', leave=False):
+        ds = ChipDataset(*synthetic_benchmark(Path(root)/f'seed{s}', split, s, difficulty, labels=labels), split, card['bands'], card['norm'])
+        p, n = pixel_hist(net, DataLoader(ds, batch_size=bs), amp=amp); pos, neg = pos + p, neg + n
+    return pos, neg
+
 def tune_threshold(checkpoint:str|Path, # a model folder (model.json + model.safetensors): its card's pixel `threshold` and `metrics` are set
                    out_dir:str|Path='runs/benchmark_val', # where the renders are made (cached): val chips in seed<s> (`tune_rule`'s), test chips in test/seed<s>
                    renders:int=9, # renders of the val (and test) sites (seeds 0..renders-1) to pool
                    labels=None, device:str|None=None, difficulty:str='hard', bs:int=16)->dict:
     "Set a model folder's pixel threshold to the best pixel F1 on renders of the benchmark's val chips, pooled (as `train` does on its own val split), and its card's val and test pixel metrics to those at that threshold; return the metrics."
-    from torch.utils.data import DataLoader
-    from datacenter_detector.data import ChipDataset
     from datacenter_detector.unet import load_model
-    from datacenter_detector.train import prob_hist as pixel_hist, scores as pixel_scores, best_threshold, _precision
+    from datacenter_detector.train import scores as pixel_scores, best_threshold
     _model_folder(checkpoint, renders)
     net, card = load_model(checkpoint, device)
-    amp = _precision(next(net.parameters()).device, True)[1]
-    def hists(split, where):   # pixel histograms of data-center and other pixels, pooled over the renders of `split`
-        pos = neg = 0
-        for s in tqdm(range(renders), desc=f'{split} renders', leave=False):
-            ds = ChipDataset(*synthetic_benchmark(where(s), split, s, difficulty, labels=labels), split, card['bands'], card['norm'])
-            p, n = pixel_hist(net, DataLoader(ds, batch_size=bs), amp=amp); pos, neg = pos + p, neg + n
-        return pos, neg
-    val = best_threshold(*hists('val', lambda s: Path(out_dir)/f'seed{s}'))     # chosen on val; test is only measured
-    pos, neg = hists('test', lambda s: Path(out_dir)/'test'/f'seed{s}')
+    val = best_threshold(*pixel_hists(net, card, 'val', Path(out_dir), range(renders), labels, difficulty, bs))     # chosen on val; test is only measured
+    pos, neg = pixel_hists(net, card, 'test', Path(out_dir)/'test', range(renders), labels, difficulty, bs)
     met = dict(note=f"pixel metrics at the card's threshold (best pixel F1 on val) on the synthetic benchmark's val and test sites ({difficulty}), "
                     f"{renders} render(s) of each pooled: synthetic scenes, not real-NAIP accuracy", val=val, test=pixel_scores(pos, neg, round(val['threshold']*len(pos))))
     edit_card(checkpoint, lambda c: c.update(threshold=round(float(val['threshold']), 4), metrics=dict(c.get('metrics') or {}, **met)))
