@@ -11,7 +11,7 @@ on both too. The same scenes are scored again with test-time augmentation (`dcd_
 averaged), rules chosen on the val scenes the same way, and the time it costs is measured on one scene side by side (`tta`).
 Scenes are cached in --work, evaluations in --work/evals/<cache_key> (the model's name, weights, pixel threshold and verifier). SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
-    .venv/bin/python bench/bench_sites.py [--renders 9] [--test-renders N] [--work runs/bench/sites] [--model <model folder>] [--cap-area] [--no-tta]
+    .venv/bin/python bench/bench_sites.py [--renders 9] [--test-renders N] [--first-test S] [--work runs/bench/sites] [--model <model folder>] [--cap-area] [--no-tta]
 
 The shipped unet4's figure in sites.json (its card's rule is the one chosen here; 2026-11-30): --test-renders 45 --cap-area --no-tta.
 """
@@ -74,13 +74,13 @@ def timing(work, model, card):
     plain, tta = run(False), run(True)
     return dict(scene=str(path), plain_s=round(plain, 1), tta_s=round(tta, 1), ratio=round(tta/plain, 2))
 
-def scores(evs, labs, card, areas=AREAS):
-    "The rule chosen on the val scenes (its minimum area among `areas`) and the card's rule, each scored on val and test, the test errors at the chosen rule, and the ceiling."
+def scores(evs, labs, card, areas=AREAS, test_seeds=None):
+    "The rule chosen on the val scenes (its minimum area among `areas`) and the card's rule, each scored on val and test, the test errors at the chosen rule (renders `test_seeds`), and the ceiling."
     rule = tune_facility_rule(evs['val'], labs, areas=areas)
     chosen, card_rule = {k: rule[k] for k in KEYS}, {k: detect_rule(card)[k] for k in KEYS}
     return dict(chosen_on_val_scenes=chosen | dict(val=at(evs['val'], labs, chosen), test=at(evs['test'], labs, chosen)),
                 card_rule=card_rule | dict(val=at(evs['val'], labs, card_rule), test=at(evs['test'], labs, card_rule)),
-                test_errors_at_chosen=errors(evs['test'], labs, chosen),
+                test_errors_at_chosen=errors(evs['test'], labs, chosen, test_seeds),
                 ceiling=dict(note="the data centers the U-Net's polygons of the card's minimum area or more match at each threshold, before the verifier; "
                                   "F1 if a perfect verifier dropped every other polygon: what no facility rule or verifier can exceed",
                              min_area_m2=card_rule['min_area_m2'], **{sp: ceiling(es, labs, card_rule['min_area_m2']) for sp, es in evs.items()}))
@@ -94,6 +94,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--renders', type=int, default=9)
     ap.add_argument('--test-renders', type=int, default=None, help='renders of the test sites (default: --renders)')
+    ap.add_argument('--first-test', type=int, default=0, help='seed of the first test render: renders no earlier choice has seen start past those already scored')
     ap.add_argument('--work', default='runs/bench/sites', help='cached scenes and (in evals/) evaluations')
     ap.add_argument('--model', default=None, help='a model folder instead of the shipped unet4')
     ap.add_argument('--cap-area', action='store_true', help='choose the minimum area on the val scenes among area_candidates (at most half the smallest train data center)')
@@ -105,16 +106,17 @@ def main():
     model, card = load_detector(a.model, 'cpu')
     cache, areas = Path(a.work)/'evals'/cache_key(card), area_candidates(labs) if a.cap_area else AREAS
     n = dict(val=a.renders, test=a.test_renders or a.renders)
-    evs = {sp: evaluations(sp, n[sp], a.work, model, card, cache=cache) for sp in n}
-    res = dict(what=__doc__.splitlines()[0], model='shipped unet4' if a.model is None else str(a.model), verifier=detect_rule(card)['verifier'], renders=n,
-               data=f"synthetic site scenes (hard), one per val/test site, seeds 0..{n['val'] - 1} of val, 0..{n['test'] - 1} of test: SYNTHETIC, not real NAIP",
+    seeds = dict(val=range(n['val']), test=range(a.first_test, a.first_test + n['test']))
+    evs = {sp: evaluations(sp, seeds[sp], a.work, model, card, cache=cache) for sp in n}
+    res = dict(what=__doc__.splitlines()[0], model='shipped unet4' if a.model is None else str(a.model), verifier=detect_rule(card)['verifier'], renders=n, test_seeds=[seeds['test'].start, seeds['test'].stop - 1],
+               data=f"synthetic site scenes (hard), one per val/test site, seeds 0..{n['val'] - 1} of val, {a.first_test}..{a.first_test + n['test'] - 1} of test: SYNTHETIC, not real NAIP",
                n_facilities={sp: int(sum(len(labels_within(labs[_is_dc(labs)], e['index'])) for e in es)) for sp, es in evs.items()},
-               area_candidates_m2=list(areas), **scores(evs, labs, card, areas))
+               area_candidates_m2=list(areas), **scores(evs, labs, card, areas, list(seeds['test'])))
     report('plain', res)
     if not a.no_tta:
-        tta = {sp: evaluations(sp, n[sp], a.work, model, card, tta=True, cache=cache) for sp in n}
+        tta = {sp: evaluations(sp, seeds[sp], a.work, model, card, tta=True, cache=cache) for sp in n}
         res['tta'] = dict(note="the same scenes with test-time augmentation (dcd_detect --tta: the 8 D4 transforms averaged); rules chosen on the val scenes as above",
-                          timing=timing(a.work, model, card), **scores(tta, labs, card, areas))
+                          timing=timing(a.work, model, card), **scores(tta, labs, card, areas, list(seeds['test'])))
         report('tta', res['tta']); print('tta timing', res['tta']['timing'])
     chips = json.loads((Path(__file__).parent/'results'/'verifier.json').read_text())
     if chips.get('model_key') == cache_key(card):   # only the same model's chip figures
