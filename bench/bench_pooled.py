@@ -1,0 +1,91 @@
+"""Issue 6's test figures for one model pooled over every test render benchmarked, with bootstrap intervals over renders.
+
+Sets of nine renders of the two test sites give figures far apart (the shipped unet4's facility F1 on the benchmark's
+chips: 0.844, 0.835 and 0.955 on renders 0-8, 9-17 and 18-26), so a figure from one set says little. This reads the
+per-render counts that `bench_accuracy.py` (the benchmark's chips: pixel tp/fp/fn, facilities found/false) and
+`bench_sites.py` (one scene per site: the errors at the rule chosen on the val scenes) wrote, refuses files of
+different models or rules and renders counted twice, pools them, and resamples the renders (with replacement,
+`--boot` times, seeded) for a 90% interval, over all renders and over the renders made after every choice was made
+(`--held-out-chips`, `--held-out-scenes`: the first such seed). Nothing is re-run. SYNTHETIC scenes: not real-NAIP accuracy.
+
+    .venv/bin/python bench/bench_pooled.py [--chips accuracy.json accuracy_fresh.json ...] [--scenes sites.json ...] [--out pooled.json]
+"""
+import argparse, json, sys
+from pathlib import Path
+import numpy as np
+from datacenter_detector.core import provenance
+
+RES = Path(__file__).parent/'results'
+
+def chip_rows(files):
+    "Per test render of `bench_accuracy.py` JSONs (no TTA): seed, pixel tp/fp/fn, facilities true/found/false; the card they share."
+    rows, cards = [], set()
+    for f in files:
+        j = json.loads(Path(f).read_text())
+        for r in j['per_render']:
+            if r['split'] != 'test' or r['tta']: continue
+            cards.add(json.dumps({k: r['card'][k] for k in ('name', 'threshold', 'rule')}, sort_keys=True))
+            rows.append(dict(seed=r['seed'], tp=r['pixel']['tp'], fp=r['pixel']['fp'], fn=r['pixel']['fn'],
+                             n_true=r['facility']['n_true'], found=r['facility']['found'], false=r['facility']['false'], file=Path(f).name))
+    if len(cards) > 1: raise ValueError(f"{', '.join(map(str, files))}: made with {len(cards)} different cards (threshold or rule); pool files of one model only.")
+    return rows, json.loads(cards.pop()) if cards else None
+
+def scene_rows(files):
+    "Per test render of `bench_sites.py` JSONs, at the rule chosen on the val scenes: seed, facilities true/found/false; that rule."
+    rows, rules = [], set()
+    for f in files:
+        j = json.loads(Path(f).read_text())
+        rules.add(json.dumps({k: v for k, v in j['chosen_on_val_scenes'].items() if k not in ('val', 'test')}, sort_keys=True))
+        n = j['n_facilities']['test']//len(j['test_errors_at_chosen'])   # the same sites in every render
+        for r in j['test_errors_at_chosen']:
+            miss, false = (sum(e['error'] == k for e in r['errors']) for k in ('missed', 'false'))
+            rows.append(dict(seed=r['seed'], n_true=n, found=n - miss, false=false, file=Path(f).name))
+    if len(rules) > 1: raise ValueError(f"{', '.join(map(str, files))}: rules chosen on the val scenes differ ({len(rules)}); pool runs of one model only.")
+    return rows, json.loads(rules.pop()) if rules else None
+
+def no_repeats(rows, what):
+    seeds = [r['seed'] for r in rows]
+    if len(set(seeds)) < len(seeds): raise ValueError(f"{what}: renders counted twice: {sorted({s for s in seeds if seeds.count(s) > 1})}; pass each run once.")
+
+def f1(c): return 2*c['found']/(c['n_true'] + c['found'] + c['false'])
+def iou(c): return c['tp']/(c['tp'] + c['fp'] + c['fn'])
+
+def pooled(rows, keys, stats, boot, seed=0):
+    "`stats` of the counts summed over `rows`, and their 5th-95th percentiles over `boot` resamplings of the renders."
+    a = np.array([[r[k] for k in keys] for r in rows], dtype=float)
+    est = lambda s: {n: fn(dict(zip(keys, s))) for n, fn in stats.items()}
+    idx = np.random.default_rng(seed).integers(0, len(a), (boot, len(a)))
+    bs = [est(a[i].sum(0)) for i in idx]
+    return {n: dict(value=round(float(v), 4), interval_90=[round(float(np.percentile([b[n] for b in bs], q)), 4) for q in (5, 95)])
+            for n, v in est(a.sum(0)).items()} | dict(renders=len(a), seeds=sorted(r['seed'] for r in rows), **{k: int(a[:, i].sum()) for i, k in enumerate(keys)})
+
+CK, CS = ['tp', 'fp', 'fn', 'n_true', 'found', 'false'], dict(pixel_iou=iou, facility_f1=f1)   # chip counts and figures
+SK, SS = ['n_true', 'found', 'false'], dict(facility_f1=f1)   # scene counts and figures
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--chips', nargs='*', default=['accuracy.json', 'accuracy_fresh.json', 'accuracy_fresh18.json'], help='bench_accuracy.py JSONs (in bench/results unless a path)')
+    ap.add_argument('--scenes', nargs='*', default=['sites.json', 'sites_fresh45.json'], help='bench_sites.py JSONs')
+    ap.add_argument('--held-out-chips', type=int, default=9, help='first chip render that no choice of model, threshold or rule had seen when it was scored')
+    ap.add_argument('--held-out-scenes', type=int, default=27, help='first scene render that no choice had seen')
+    ap.add_argument('--boot', type=int, default=2000, help='bootstrap resamplings of the renders')
+    ap.add_argument('--out', default=str(RES/'pooled.json'))
+    a = ap.parse_args()
+    path = lambda f: Path(f) if Path(f).exists() or '/' in f else RES/f
+    try:
+        chips, card = chip_rows([path(f) for f in a.chips]); scenes, rule = scene_rows([path(f) for f in a.scenes])
+        no_repeats(chips, 'chips'); no_repeats(scenes, 'scenes')
+    except (ValueError, OSError, KeyError) as e: sys.exit(f"bench_pooled: error: {e}")
+    res = dict(what=__doc__.splitlines()[0], targets=dict(pixel_iou=0.8, facility_f1=0.9), card=card, scene_rule=rule,
+               data="synthetic benchmark (hard), test sites: SYNTHETIC scenes, not real NAIP",
+               chips=pooled(chips, CK, CS, a.boot) | dict(files=sorted({r['file'] for r in chips})),
+               chips_held_out=pooled([r for r in chips if r['seed'] >= a.held_out_chips], CK, CS, a.boot),
+               scenes=pooled(scenes, SK, SS, a.boot) | dict(files=sorted({r['file'] for r in scenes})),
+               scenes_held_out=pooled([r for r in scenes if r['seed'] >= a.held_out_scenes], SK, SS, a.boot),
+               provenance=provenance(kind='pooled benchmark figures'))
+    for k in ('chips', 'chips_held_out', 'scenes', 'scenes_held_out'):
+        print(k, res[k]['renders'], 'renders:', {n: (v['value'], v['interval_90']) for n, v in res[k].items() if isinstance(v, dict) and 'value' in v})
+    Path(a.out).write_text(json.dumps(res, indent=1))
+    print('->', a.out)
+
+if __name__ == '__main__': main()

@@ -1,0 +1,35 @@
+"bench/bench_pooled.py on the benchmark JSONs the repository holds: its pooled counts are the sums of each run's own pooled counts, and it refuses mixed models and renders counted twice."
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).parents[1]
+RES, SCRIPT = ROOT/'bench'/'results', ROOT/'bench'/'bench_pooled.py'
+CHIPS, SCENES = ['accuracy.json', 'accuracy_fresh.json', 'accuracy_fresh18.json'], ['sites.json', 'sites_fresh45.json']
+
+def run(tmp_path, chips=CHIPS, scenes=SCENES):
+    out = tmp_path/'pooled.json'
+    r = subprocess.run([sys.executable, SCRIPT, '--chips', *chips, '--scenes', *scenes, '--boot', '200', '--out', out], capture_output=True, text=True, cwd=ROOT)
+    return r, (json.loads(out.read_text()) if out.exists() else None)
+
+def test_pooled_counts_are_the_runs_sums(tmp_path):
+    r, res = run(tmp_path)
+    assert r.returncode == 0, r.stderr
+    runs = [next(p for p in json.loads((RES/f).read_text())['pooled'] if p['split'] == 'test' and not p['tta']) for f in CHIPS]
+    c = res['chips']
+    assert c['renders'] == 27 and c['seeds'] == list(range(27))
+    assert [c[k] for k in ('tp', 'fp', 'fn')] == [sum(p['pixel'][k] for p in runs) for k in ('tp', 'fp', 'fn')]
+    assert [c[k] for k in ('n_true', 'found', 'false')] == [sum(p['facility'][k] for p in runs) for k in ('n_true', 'found', 'false')]
+    lo, hi = c['facility_f1']['interval_90']
+    assert lo <= c['facility_f1']['value'] <= hi and hi - lo > 0.01   # renders differ: the interval is not a point
+    sites = [json.loads((RES/f).read_text()) for f in SCENES]
+    s = res['scenes']
+    assert s['renders'] == sum(len(j['test_errors_at_chosen']) for j in sites)
+    assert s['found'] == sum(j['chosen_on_val_scenes']['test']['tp'] for j in sites)
+    assert s['false'] == sum(j['chosen_on_val_scenes']['test']['fp'] for j in sites)
+
+def test_refuses_repeats_and_mixed_models(tmp_path):
+    r, res = run(tmp_path, chips=CHIPS + ['accuracy_fresh18.json'])
+    assert r.returncode != 0 and res is None and 'renders counted twice' in r.stderr and '18' in r.stderr
+    r, res = run(tmp_path, chips=CHIPS + ['accuracy_stage7_fresh.json'])
+    assert r.returncode != 0 and res is None and 'different cards' in r.stderr
