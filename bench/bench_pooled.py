@@ -4,7 +4,7 @@ Sets of nine renders of the two test sites give figures far apart (the shipped u
 chips: 0.844, 0.835 and 0.955 on renders 0-8, 9-17 and 18-26), so a figure from one set says little. This reads the
 per-render counts that `bench_accuracy.py` (the benchmark's chips: pixel tp/fp/fn, facilities found/false) and
 `bench_sites.py` (one scene per site: the errors at the rule chosen on the val scenes) wrote, refuses files of
-different models or rules and renders counted twice, pools them, and resamples the renders (with replacement,
+different models or rules and renders counted twice, pools them, and resamples the renders (07's `bootstrap_ci`,
 `--boot` times, seeded) for a 90% interval, over all renders and over the renders made after every choice was made
 (`--held-out-chips`, `--held-out-scenes`: the first such seed). Nothing is re-run. SYNTHETIC scenes: not real-NAIP accuracy.
 
@@ -12,8 +12,9 @@ different models or rules and renders counted twice, pools them, and resamples t
 """
 import argparse, json, sys
 from pathlib import Path
-import numpy as np
+import pandas as pd
 from datacenter_detector.core import provenance
+from datacenter_detector.evaluation import bootstrap_ci, stat_of
 
 RES = Path(__file__).parent/'results'
 
@@ -47,20 +48,13 @@ def no_repeats(rows, what):
     seeds = [r['seed'] for r in rows]
     if len(set(seeds)) < len(seeds): raise ValueError(f"{what}: renders counted twice: {sorted({s for s in seeds if seeds.count(s) > 1})}; pass each run once.")
 
-def f1(c): return 2*c['found']/(c['n_true'] + c['found'] + c['false'])
-def iou(c): return c['tp']/(c['tp'] + c['fp'] + c['fn'])
-
-def pooled(rows, keys, stats, boot, seed=0):
-    "`stats` of the counts summed over `rows`, and their 5th-95th percentiles over `boot` resamplings of the renders."
-    a = np.array([[r[k] for k in keys] for r in rows], dtype=float)
-    est = lambda s: {n: fn(dict(zip(keys, s))) for n, fn in stats.items()}
-    idx = np.random.default_rng(seed).integers(0, len(a), (boot, len(a)))
-    bs = [est(a[i].sum(0)) for i in idx]
-    return {n: dict(value=round(float(v), 4), interval_90=[round(float(np.percentile([b[n] for b in bs], q)), 4) for q in (5, 95)])
-            for n, v in est(a.sum(0)).items()} | dict(renders=len(a), seeds=sorted(r['seed'] for r in rows), **{k: int(a[:, i].sum()) for i, k in enumerate(keys)})
-
-CK, CS = ['tp', 'fp', 'fn', 'n_true', 'found', 'false'], dict(pixel_iou=iou, facility_f1=f1)   # chip counts and figures
-SK, SS = ['n_true', 'found', 'false'], dict(facility_f1=f1)   # scene counts and figures
+def pooled(rows, boot, pixel=False):
+    "Facility F1 (and pixel IoU if `pixel`) of the counts summed over `rows`, with 90% intervals from `bootstrap_ci` resampling the renders."
+    fac = pd.DataFrame([dict(seed=r['seed'], tp=r['found'], fp=r['false'], fn=r['n_true'] - r['found']) for r in rows])
+    figs = dict(facility_f1=bootstrap_ci(fac, stat_of('f1'), 'seed', boot, ci=0.9))
+    if pixel: figs = dict(pixel_iou=bootstrap_ci(pd.DataFrame(rows), stat_of('iou'), 'seed', boot, ci=0.9)) | figs
+    return {k: dict(value=round(v['value'], 4), interval_90=[round(v['lo'], 4), round(v['hi'], 4)]) for k, v in figs.items()} | dict(
+        renders=len(rows), seeds=sorted(r['seed'] for r in rows), **{k: int(sum(r[k] for r in rows)) for k in ('tp', 'fp', 'fn', 'n_true', 'found', 'false') if k in rows[0]})
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -78,10 +72,10 @@ def main():
     except (ValueError, OSError, KeyError) as e: sys.exit(f"bench_pooled: error: {e}")
     res = dict(what=__doc__.splitlines()[0], targets=dict(pixel_iou=0.8, facility_f1=0.9), card=card, scene_rule=rule,
                data="synthetic benchmark (hard), test sites: SYNTHETIC scenes, not real NAIP",
-               chips=pooled(chips, CK, CS, a.boot) | dict(files=sorted({r['file'] for r in chips})),
-               chips_held_out=pooled([r for r in chips if r['seed'] >= a.held_out_chips], CK, CS, a.boot),
-               scenes=pooled(scenes, SK, SS, a.boot) | dict(files=sorted({r['file'] for r in scenes})),
-               scenes_held_out=pooled([r for r in scenes if r['seed'] >= a.held_out_scenes], SK, SS, a.boot),
+               chips=pooled(chips, a.boot, pixel=True) | dict(files=sorted({r['file'] for r in chips})),
+               chips_held_out=pooled([r for r in chips if r['seed'] >= a.held_out_chips], a.boot, pixel=True),
+               scenes=pooled(scenes, a.boot) | dict(files=sorted({r['file'] for r in scenes})),
+               scenes_held_out=pooled([r for r in scenes if r['seed'] >= a.held_out_scenes], a.boot),
                provenance=provenance(kind='pooled benchmark figures'))
     for k in ('chips', 'chips_held_out', 'scenes', 'scenes_held_out'):
         print(k, res[k]['renders'], 'renders:', {n: (v['value'], v['interval_90']) for n, v in res[k].items() if isinstance(v, dict) and 'value' in v})
