@@ -11,6 +11,7 @@ different models or rules and renders counted twice, pools them, and resamples t
     .venv/bin/python bench/bench_pooled.py [--chips accuracy.json accuracy_fresh.json ...] [--scenes sites.json ...] [--out pooled.json]
 """
 import argparse, json, sys
+from collections import Counter
 from pathlib import Path
 import pandas as pd
 from datacenter_detector.core import provenance
@@ -18,11 +19,17 @@ from datacenter_detector.evaluation import bootstrap_ci, stat_of
 
 RES = Path(__file__).parent/'results'
 
+def read(f, keys, what):
+    "A results JSON, refused with its name if it lacks `keys` (not a `what` result)."
+    j = json.loads(Path(f).read_text())
+    if missing := [k for k in keys if k not in j]: raise ValueError(f"{f}: not a {what} result (no {', '.join(missing)}).")
+    return j
+
 def chip_rows(files):
     "Per test render of `bench_accuracy.py` JSONs (no TTA): seed, pixel tp/fp/fn, facilities true/found/false; the card they share."
     rows, cards = [], set()
     for f in files:
-        j = json.loads(Path(f).read_text())
+        j = read(f, ['per_render'], 'bench_accuracy.py')
         for r in j['per_render']:
             if r['split'] != 'test' or r['tta']: continue
             cards.add(json.dumps({k: r['card'][k] for k in ('name', 'threshold', 'rule')}, sort_keys=True))
@@ -35,7 +42,7 @@ def scene_rows(files):
     "Per test render of `bench_sites.py` JSONs, at the rule chosen on the val scenes: seed, facilities true/found/false; that rule."
     rows, rules = [], set()
     for f in files:
-        j = json.loads(Path(f).read_text())
+        j = read(f, ['chosen_on_val_scenes', 'n_facilities', 'test_errors_at_chosen'], 'bench_sites.py')
         rules.add(json.dumps({k: v for k, v in j['chosen_on_val_scenes'].items() if k not in ('val', 'test')}, sort_keys=True))
         n = j['n_facilities']['test']//len(j['test_errors_at_chosen'])   # the same sites in every render
         for r in j['test_errors_at_chosen']:
@@ -44,12 +51,14 @@ def scene_rows(files):
     if len(rules) > 1: raise ValueError(f"{', '.join(map(str, files))}: rules chosen on the val scenes differ ({len(rules)}); pool runs of one model only.")
     return rows, json.loads(rules.pop()) if rules else None
 
-def no_repeats(rows, what):
-    seeds = [r['seed'] for r in rows]
-    if len(set(seeds)) < len(seeds): raise ValueError(f"{what}: renders counted twice: {sorted({s for s in seeds if seeds.count(s) > 1})}; pass each run once.")
+def check_rows(rows, what):
+    "Refuse no test renders at all, and renders (seeds) that appear in more than one of the files."
+    if not rows: raise ValueError(f"{what}: the files hold no test render; pass bench results that measured the test split.")
+    if twice := sorted(s for s, n in Counter(r['seed'] for r in rows).items() if n > 1): raise ValueError(f"{what}: renders counted twice: {twice}; pass each run once.")
 
 def pooled(rows, boot, pixel=False):
-    "Facility F1 (and pixel IoU if `pixel`) of the counts summed over `rows`, with 90% intervals from `bootstrap_ci` resampling the renders."
+    "Facility F1 (and pixel IoU if `pixel`) of the counts summed over `rows`, with 90% intervals from `bootstrap_ci` resampling the renders; None for no rows."
+    if not rows: return None
     fac = pd.DataFrame([dict(seed=r['seed'], tp=r['found'], fp=r['false'], fn=r['n_true'] - r['found']) for r in rows])
     figs = dict(facility_f1=bootstrap_ci(fac, stat_of('f1'), 'seed', boot, ci=0.9))
     if pixel: figs = dict(pixel_iou=bootstrap_ci(pd.DataFrame(rows), stat_of('iou'), 'seed', boot, ci=0.9)) | figs
@@ -68,8 +77,8 @@ def main():
     path = lambda f: Path(f) if Path(f).exists() or '/' in f else RES/f
     try:
         chips, card = chip_rows([path(f) for f in a.chips]); scenes, rule = scene_rows([path(f) for f in a.scenes])
-        no_repeats(chips, 'chips'); no_repeats(scenes, 'scenes')
-    except (ValueError, OSError, KeyError) as e: sys.exit(f"bench_pooled: error: {e}")
+        check_rows(chips, 'chips'); check_rows(scenes, 'scenes')
+    except (ValueError, OSError) as e: sys.exit(f"bench_pooled: error: {e}")
     res = dict(what=__doc__.splitlines()[0], targets=dict(pixel_iou=0.8, facility_f1=0.9), card=card, scene_rule=rule,
                data="synthetic benchmark (hard), test sites: SYNTHETIC scenes, not real NAIP",
                chips=pooled(chips, a.boot, pixel=True) | dict(files=sorted({r['file'] for r in chips})),
@@ -78,7 +87,7 @@ def main():
                scenes_held_out=pooled([r for r in scenes if r['seed'] >= a.held_out_scenes], a.boot),
                provenance=provenance(kind='pooled benchmark figures'))
     for k in ('chips', 'chips_held_out', 'scenes', 'scenes_held_out'):
-        print(k, res[k]['renders'], 'renders:', {n: (v['value'], v['interval_90']) for n, v in res[k].items() if isinstance(v, dict) and 'value' in v})
+        if res[k]: print(k, res[k]['renders'], 'renders:', {n: (v['value'], v['interval_90']) for n, v in res[k].items() if isinstance(v, dict) and 'value' in v})
     Path(a.out).write_text(json.dumps(res, indent=1))
     print('->', a.out)
 

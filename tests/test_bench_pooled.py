@@ -1,7 +1,6 @@
 "bench/bench_pooled.py on the benchmark JSONs the repository holds: its pooled counts are the sums of each run's own pooled counts, and it refuses mixed models and renders counted twice."
 import json, subprocess, sys
 from pathlib import Path
-import pytest
 
 ROOT = Path(__file__).parents[1]
 RES, SCRIPT = ROOT/'bench'/'results', ROOT/'bench'/'bench_pooled.py'
@@ -33,3 +32,9 @@ def test_refuses_repeats_and_mixed_models(tmp_path):
     assert r.returncode != 0 and res is None and 'renders counted twice' in r.stderr and '18' in r.stderr
     r, res = run(tmp_path, chips=CHIPS + ['accuracy_stage7_fresh.json'])
     assert r.returncode != 0 and res is None and 'different cards' in r.stderr
+
+def test_refuses_the_wrong_kind_of_file(tmp_path):
+    r, res = run(tmp_path, chips=['sites.json'])
+    assert r.returncode != 0 and res is None and 'sites.json: not a bench_accuracy.py result' in r.stderr
+    r, res = run(tmp_path, scenes=['accuracy.json'])
+    assert r.returncode != 0 and res is None and 'accuracy.json: not a bench_sites.py result' in r.stderr
