@@ -29,7 +29,7 @@ def measure(model, chips, masks, split, labels, tta=False):
     return dict(split=split, tta=tta, n_chips=met['n_chips'], n_sites=met['n_sites'],
                 pixel={k: round(px[k], 4) for k in ('iou', 'dice', 'precision', 'recall')} | {k: px[k] for k in ('tp', 'fp', 'fn')},
                 facility=dict(n_true=met['facility']['n_true'], found=fac['tp'], false=fac['fp'], f1=round(fac['f1'], 4)),
-                seconds=round(time.time() - t0, 1), card=dict(name=card['name'], threshold=card['threshold'], rule=card.get('detect'))), card
+                seconds=round(time.time() - t0, 1), card=dict(name=card['name'], threshold=card['threshold'], rule=card.get('detect'), sha256=card.get('sha256'))), card
 
 def pool(rows):
     "One row from the renders' rows: pixel and facility counts summed, scores of the sums."

@@ -26,7 +26,7 @@ def read(f, keys, what):
     return j
 
 def chip_rows(files):
-    "Per test render of `bench_accuracy.py` JSONs (no TTA): seed, pixel tp/fp/fn, facilities true/found/false; the card they share."
+    "Per test render of `bench_accuracy.py` JSONs (no TTA): seed, pixel tp/fp/fn, facilities true/found/false, weights (sha256, where recorded); the card they share."
     rows, cards = [], set()
     for f in files:
         j = read(f, ['per_render'], 'bench_accuracy.py')
@@ -34,12 +34,12 @@ def chip_rows(files):
             if r['split'] != 'test' or r['tta']: continue
             cards.add(json.dumps({k: r['card'][k] for k in ('name', 'threshold', 'rule')}, sort_keys=True))
             rows.append(dict(seed=r['seed'], tp=r['pixel']['tp'], fp=r['pixel']['fp'], fn=r['pixel']['fn'],
-                             n_true=r['facility']['n_true'], found=r['facility']['found'], false=r['facility']['false'], file=Path(f).name))
+                             n_true=r['facility']['n_true'], found=r['facility']['found'], false=r['facility']['false'], file=Path(f).name, sha256=r['card'].get('sha256')))
     if len(cards) > 1: raise ValueError(f"{', '.join(map(str, files))}: made with {len(cards)} different cards (threshold or rule); pool files of one model only.")
     return rows, json.loads(cards.pop()) if cards else None
 
 def scene_rows(files):
-    "Per test render of `bench_sites.py` JSONs, at the rule chosen on the val scenes: seed, facilities true/found/false; that rule."
+    "Per test render of `bench_sites.py` JSONs, at the rule chosen on the val scenes: seed, facilities true/found/false, weights (sha256, where recorded); that rule."
     rows, rules = [], set()
     for f in files:
         j = read(f, ['chosen_on_val_scenes', 'n_facilities', 'test_errors_at_chosen'], 'bench_sites.py')
@@ -47,9 +47,14 @@ def scene_rows(files):
         n = j['n_facilities']['test']//len(j['test_errors_at_chosen'])   # the same sites in every render
         for r in j['test_errors_at_chosen']:
             miss, false = (sum(e['error'] == k for e in r['errors']) for k in ('missed', 'false'))
-            rows.append(dict(seed=r['seed'], n_true=n, found=n - miss, false=false, file=Path(f).name))
+            rows.append(dict(seed=r['seed'], n_true=n, found=n - miss, false=false, file=Path(f).name, sha256=j.get('sha256')))
     if len(rules) > 1: raise ValueError(f"{', '.join(map(str, files))}: rules chosen on the val scenes differ ({len(rules)}); pool runs of one model only.")
     return rows, json.loads(rules.pop()) if rules else None
+
+def check_weights(rows):
+    "Refuse files (chips and scenes alike) that record different model weights; files that record none pass."
+    shas = {r['sha256'] for r in rows if r.get('sha256')}
+    if len(shas) > 1: raise ValueError(f"{', '.join(sorted({r['file'] for r in rows if r.get('sha256')}))}: made with {len(shas)} different model weights ({', '.join(s[:12] for s in sorted(shas))}); pool runs of one model only.")
 
 def check_rows(rows, what):
     "Refuse no test renders at all, and renders (seeds) that appear in more than one of the files."
@@ -77,7 +82,7 @@ def main():
     path = lambda f: Path(f) if Path(f).exists() or '/' in f else RES/f
     try:
         chips, card = chip_rows([path(f) for f in a.chips]); scenes, rule = scene_rows([path(f) for f in a.scenes])
-        check_rows(chips, 'chips'); check_rows(scenes, 'scenes')
+        check_rows(chips, 'chips'); check_rows(scenes, 'scenes'); check_weights(chips + scenes)
     except (ValueError, OSError) as e: sys.exit(f"bench_pooled: error: {e}")
     res = dict(what=__doc__.splitlines()[0], targets=dict(pixel_iou=0.8, facility_f1=0.9), card=card, scene_rule=rule,
                data="synthetic benchmark (hard), test sites: SYNTHETIC scenes, not real NAIP",

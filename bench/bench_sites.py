@@ -108,7 +108,7 @@ def main():
     n = dict(val=a.renders, test=a.test_renders or a.renders)
     seeds = dict(val=range(n['val']), test=range(a.first_test, a.first_test + n['test']))
     evs = {sp: evaluations(sp, seeds[sp], a.work, model, card, cache=cache) for sp in n}
-    res = dict(what=__doc__.splitlines()[0], model='shipped unet4' if a.model is None else str(a.model), verifier=detect_rule(card)['verifier'], renders=n, test_seeds=[seeds['test'].start, seeds['test'].stop - 1],
+    res = dict(what=__doc__.splitlines()[0], model='shipped unet4' if a.model is None else str(a.model), sha256=card.get('sha256'), verifier=detect_rule(card)['verifier'], renders=n, test_seeds=[seeds['test'].start, seeds['test'].stop - 1],
                data=f"synthetic site scenes (hard), one per val/test site, seeds 0..{n['val'] - 1} of val, {a.first_test}..{a.first_test + n['test'] - 1} of test: SYNTHETIC, not real NAIP",
                n_facilities={sp: int(sum(len(labels_within(labs[_is_dc(labs)], e['index'])) for e in es)) for sp, es in evs.items()},
                area_candidates_m2=list(areas), **scores(evs, labs, card, areas, list(seeds['test'])))

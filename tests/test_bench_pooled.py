@@ -7,7 +7,7 @@ RES, SCRIPT = ROOT/'bench'/'results', ROOT/'bench'/'bench_pooled.py'
 CHIPS, SCENES = ['accuracy.json', 'accuracy_fresh.json', 'accuracy_fresh18.json'], ['sites.json', 'sites_fresh45.json']
 
 def run(tmp_path, chips=CHIPS, scenes=SCENES):
-    out = tmp_path/'pooled.json'
+    out = tmp_path/'pooled.json'; out.unlink(missing_ok=True)   # a refused run must leave none
     r = subprocess.run([sys.executable, SCRIPT, '--chips', *chips, '--scenes', *scenes, '--boot', '200', '--out', out], capture_output=True, text=True, cwd=ROOT)
     return r, (json.loads(out.read_text()) if out.exists() else None)
 
@@ -38,3 +38,13 @@ def test_refuses_the_wrong_kind_of_file(tmp_path):
     assert r.returncode != 0 and res is None and 'sites.json: not a bench_accuracy.py result' in r.stderr
     r, res = run(tmp_path, scenes=['accuracy.json'])
     assert r.returncode != 0 and res is None and 'accuracy.json: not a bench_sites.py result' in r.stderr
+
+def test_refuses_chips_and_scenes_of_different_weights(tmp_path):
+    acc, sites = (json.loads((RES/f).read_text()) for f in ('accuracy_fresh18.json', 'sites_fresh45.json'))
+    for r in acc['per_render']: r['card']['sha256'] = 'a'*64
+    (tmp_path/'acc.json').write_text(json.dumps(acc)); (tmp_path/'sites.json').write_text(json.dumps(sites | dict(sha256='a'*64)))
+    r, res = run(tmp_path, chips=[str(tmp_path/'acc.json')], scenes=[str(tmp_path/'sites.json')])
+    assert r.returncode == 0, r.stderr                                     # the same weights pool
+    (tmp_path/'sites.json').write_text(json.dumps(sites | dict(sha256='b'*64)))
+    r, res = run(tmp_path, chips=[str(tmp_path/'acc.json')], scenes=[str(tmp_path/'sites.json')])
+    assert r.returncode != 0 and res is None and 'different model weights (aaaaaaaaaaaa, bbbbbbbbbbbb)' in r.stderr
