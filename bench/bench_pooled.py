@@ -72,8 +72,8 @@ def pooled(rows, boot, pixel=False):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--chips', nargs='*', default=['accuracy.json', 'accuracy_fresh.json', 'accuracy_fresh18.json'], help='bench_accuracy.py JSONs (in bench/results unless a path)')
-    ap.add_argument('--scenes', nargs='*', default=['sites.json', 'sites_fresh45.json'], help='bench_sites.py JSONs')
+    ap.add_argument('--chips', nargs='*', default=['accuracy.json', 'accuracy_fresh.json', 'accuracy_fresh18.json', 'accuracy_fresh27.json'], help='bench_accuracy.py JSONs (in bench/results unless a path)')
+    ap.add_argument('--scenes', nargs='*', default=['sites.json', 'sites_fresh45.json', 'sites_fresh63.json'], help='bench_sites.py JSONs')
     ap.add_argument('--held-out-chips', type=int, default=9, help='first chip render that no choice of model, threshold or rule had seen when it was scored')
     ap.add_argument('--held-out-scenes', type=int, default=27, help='first scene render that no choice had seen')
     ap.add_argument('--boot', type=int, default=2000, help='bootstrap resamplings of the renders')
