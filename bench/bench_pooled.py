@@ -38,17 +38,17 @@ def chip_rows(files):
     if len(cards) > 1: raise ValueError(f"{', '.join(map(str, files))}: made with {len(cards)} different cards (threshold or rule); pool files of one model only.")
     return rows, json.loads(cards.pop()) if cards else None
 
-def scene_rows(files):
-    "Per test render of `bench_sites.py` JSONs, at the rule chosen on the val scenes: seed, facilities true/found/false, weights (sha256, where recorded); that rule."
-    rows, rules = [], set()
+def scene_rows(files, at='chosen'):
+    "Per test render of `bench_sites.py` JSONs, at the rule chosen on the val scenes (`at='chosen'`) or the card's (`'card'`): seed, facilities true/found/false, weights (sha256, where recorded); that rule."
+    rows, rules, (rule, errs) = [], set(), dict(chosen=('chosen_on_val_scenes', 'test_errors_at_chosen'), card=('card_rule', 'test_errors_at_card'))[at]
     for f in files:
-        j = read(f, ['chosen_on_val_scenes', 'n_facilities', 'test_errors_at_chosen'], 'bench_sites.py')
-        rules.add(json.dumps({k: v for k, v in j['chosen_on_val_scenes'].items() if k not in ('val', 'test')}, sort_keys=True))
-        n = j['n_facilities']['test']//len(j['test_errors_at_chosen'])   # the same sites in every render
-        for r in j['test_errors_at_chosen']:
+        j = read(f, [rule, 'n_facilities', errs], 'bench_sites.py')
+        rules.add(json.dumps({k: v for k, v in j[rule].items() if k not in ('val', 'test')}, sort_keys=True))
+        n = j['n_facilities']['test']//len(j[errs])   # the same sites in every render
+        for r in j[errs]:
             miss, false = (sum(e['error'] == k for e in r['errors']) for k in ('missed', 'false'))
             rows.append(dict(seed=r['seed'], n_true=n, found=n - miss, false=false, file=Path(f).name, sha256=j.get('sha256')))
-    if len(rules) > 1: raise ValueError(f"{', '.join(map(str, files))}: rules chosen on the val scenes differ ({len(rules)}); pool runs of one model only.")
+    if len(rules) > 1: raise ValueError(f"{', '.join(map(str, files))}: the rules ({rule}) differ ({len(rules)}); pool runs of one model only.")
     return rows, json.loads(rules.pop()) if rules else None
 
 def check_weights(rows):
@@ -74,6 +74,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--chips', nargs='*', default=['accuracy.json', 'accuracy_fresh.json', 'accuracy_fresh18.json', 'accuracy_fresh27.json'], help='bench_accuracy.py JSONs (in bench/results unless a path)')
     ap.add_argument('--scenes', nargs='*', default=['sites.json', 'sites_fresh45.json', 'sites_fresh63.json'], help='bench_sites.py JSONs')
+    ap.add_argument('--scene-rule', choices=['chosen', 'card'], default='chosen', help="score the scenes at the rule chosen on the val scenes, or at the card's rule (bench_sites.py files that record its errors)")
     ap.add_argument('--held-out-chips', type=int, default=9, help='first chip render that no choice of model, threshold or rule had seen when it was scored')
     ap.add_argument('--held-out-scenes', type=int, default=27, help='first scene render that no choice had seen')
     ap.add_argument('--boot', type=int, default=2000, help='bootstrap resamplings of the renders')
@@ -81,10 +82,10 @@ def main():
     a = ap.parse_args()
     path = lambda f: Path(f) if Path(f).exists() or '/' in f else RES/f
     try:
-        chips, card = chip_rows([path(f) for f in a.chips]); scenes, rule = scene_rows([path(f) for f in a.scenes])
+        chips, card = chip_rows([path(f) for f in a.chips]); scenes, rule = scene_rows([path(f) for f in a.scenes], a.scene_rule)
         check_rows(chips, 'chips'); check_rows(scenes, 'scenes'); check_weights(chips + scenes)
     except (ValueError, OSError) as e: sys.exit(f"bench_pooled: error: {e}")
-    res = dict(what=__doc__.splitlines()[0], targets=dict(pixel_iou=0.8, facility_f1=0.9), card=card, scene_rule=rule,
+    res = dict(what=__doc__.splitlines()[0], targets=dict(pixel_iou=0.8, facility_f1=0.9), card=card, scene_rule=rule, scenes_at=a.scene_rule,
                data="synthetic benchmark (hard), test sites: SYNTHETIC scenes, not real NAIP",
                chips=pooled(chips, a.boot, pixel=True) | dict(files=sorted({r['file'] for r in chips})),
                chips_held_out=pooled([r for r in chips if r['seed'] >= a.held_out_chips], a.boot, pixel=True),

@@ -21,12 +21,15 @@ from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_fa
 from datacenter_detector.inference import load_detector, detect_rule, passes_rule, predict_raster
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
+from datacenter_detector.verify import load_verifier
 
 KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
 
 def cache_key(card):
-    "What the cached evaluations of a model depend on: its name, weights (sha256), pixel threshold (swept too) and verifier."
-    return f"{card['name']}-{card['sha256'][:12]}-t{card['threshold']}-{detect_rule(card)['verifier'] or 'noverifier'}"
+    "What the cached evaluations of a model depend on: its name, weights (sha256), pixel threshold (swept too) and verifier (name and weights)."
+    v = detect_rule(card)['verifier']
+    if v: vc = load_verifier(v, 'cpu')[1]; v = f"{vc['name']}-{vc['sha256'][:12]}"
+    return f"{card['name']}-{card['sha256'][:12]}-t{card['threshold']}-{v or 'noverifier'}"
 
 def evaluations(split, renders, work, model, card, tta=False, cache=None, tag=None, **kw):
     "`evaluate_scenes` of the model on the site scenes in `work` of each render (seeds 0..`renders`-1, or a range of seeds) of `split` (with the 8 D4 transforms averaged if `tta`; `kw` for evaluate_scenes), cached in `cache` (default `work`) as {split}{render}{tag}.pkl."
@@ -75,12 +78,12 @@ def timing(work, model, card):
     return dict(scene=str(path), plain_s=round(plain, 1), tta_s=round(tta, 1), ratio=round(tta/plain, 2))
 
 def scores(evs, labs, card, areas=AREAS, test_seeds=None):
-    "The rule chosen on the val scenes (its minimum area among `areas`) and the card's rule, each scored on val and test, the test errors at the chosen rule (renders `test_seeds`), and the ceiling."
+    "The rule chosen on the val scenes (its minimum area among `areas`) and the card's rule, each scored on val and test, the test errors at each (renders `test_seeds`), and the ceiling."
     rule = tune_facility_rule(evs['val'], labs, areas=areas)
     chosen, card_rule = {k: rule[k] for k in KEYS}, {k: detect_rule(card)[k] for k in KEYS}
     return dict(chosen_on_val_scenes=chosen | dict(val=at(evs['val'], labs, chosen), test=at(evs['test'], labs, chosen)),
                 card_rule=card_rule | dict(val=at(evs['val'], labs, card_rule), test=at(evs['test'], labs, card_rule)),
-                test_errors_at_chosen=errors(evs['test'], labs, chosen, test_seeds),
+                test_errors_at_chosen=errors(evs['test'], labs, chosen, test_seeds), test_errors_at_card=errors(evs['test'], labs, card_rule, test_seeds),
                 ceiling=dict(note="the data centers the U-Net's polygons of the card's minimum area or more match at each threshold, before the verifier; "
                                   "F1 if a perfect verifier dropped every other polygon: what no facility rule or verifier can exceed",
                              min_area_m2=card_rule['min_area_m2'], **{sp: ceiling(es, labs, card_rule['min_area_m2']) for sp, es in evs.items()}))
