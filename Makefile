@@ -40,7 +40,7 @@ nbtest: dev
 	$(BIN)/nbdev_test --n_workers 2
 
 pytest: dev
-	$(BIN)/python -m pytest tests/ -q
+	$(BIN)/python -m pytest tests/ -q --durations=15
 
 readme: dev
 	$(BIN)/python tools/make_readme.py

@@ -8,7 +8,12 @@ different models or rules and renders counted twice, pools them, and resamples t
 `--boot` times, seeded) for a 90% interval, over all renders and over the renders made after every choice was made
 (`--held-out-chips`, `--held-out-scenes`: the first such seed). Nothing is re-run. SYNTHETIC scenes: not real-NAIP accuracy.
 
-    .venv/bin/python bench/bench_pooled.py [--chips accuracy.json accuracy_fresh.json ...] [--scenes sites.json ...] [--out pooled.json]
+    .venv/bin/python bench/bench_pooled.py [--chips accuracy_verify4b_fresh27.json ...] [--scenes sites_verify4b_fresh63.json ...] [--scene-rule card] [--out pooled.json]
+
+The defaults pool the shipped unet4 + verify4b (since 2026-12-01). The pair shipped before (unet4 + verify4) was pooled by
+
+    .venv/bin/python bench/bench_pooled.py --chips accuracy.json accuracy_fresh.json accuracy_fresh18.json accuracy_fresh27.json \
+        --scenes sites.json sites_fresh45.json sites_fresh63.json --scene-rule chosen --held-out-chips 9 --held-out-scenes 27 --out pooled_verify4.json
 """
 import argparse, json, sys
 from collections import Counter
@@ -72,11 +77,11 @@ def pooled(rows, boot, pixel=False):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--chips', nargs='*', default=['accuracy.json', 'accuracy_fresh.json', 'accuracy_fresh18.json', 'accuracy_fresh27.json'], help='bench_accuracy.py JSONs (in bench/results unless a path)')
-    ap.add_argument('--scenes', nargs='*', default=['sites.json', 'sites_fresh45.json', 'sites_fresh63.json'], help='bench_sites.py JSONs')
-    ap.add_argument('--scene-rule', choices=['chosen', 'card'], default='chosen', help="score the scenes at the rule chosen on the val scenes, or at the card's rule (bench_sites.py files that record its errors)")
-    ap.add_argument('--held-out-chips', type=int, default=9, help='first chip render that no choice of model, threshold or rule had seen when it was scored')
-    ap.add_argument('--held-out-scenes', type=int, default=27, help='first scene render that no choice had seen')
+    ap.add_argument('--chips', nargs='*', default=['accuracy_verify4b_fresh27.json', 'accuracy_verify4b_fresh36.json'], help='bench_accuracy.py JSONs (in bench/results unless a path)')
+    ap.add_argument('--scenes', nargs='*', default=['sites_verify4b_fresh63.json', 'sites_verify4b_fresh81.json'], help='bench_sites.py JSONs')
+    ap.add_argument('--scene-rule', choices=['chosen', 'card'], default='card', help="score the scenes at the rule chosen on the val scenes, or at the card's rule (bench_sites.py files that record its errors)")
+    ap.add_argument('--held-out-chips', type=int, default=27, help='first chip render that no choice of model, threshold or rule had seen when it was scored')
+    ap.add_argument('--held-out-scenes', type=int, default=63, help='first scene render that no choice had seen')
     ap.add_argument('--boot', type=int, default=2000, help='bootstrap resamplings of the renders')
     ap.add_argument('--out', default=str(RES/'pooled.json'))
     a = ap.parse_args()

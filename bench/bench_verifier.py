@@ -9,7 +9,7 @@ rule at every verifier minimum. The evaluations are cached
 in --work/<cache_key> (one pickle per split and render, probabilities dropped; the key names the model's weights and threshold), so a rerun with another verifier costs minutes.
 SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
-    .venv/bin/python bench/bench_verifier.py [--verifier verify4] [--renders 9] [--work runs/bench/verifier]
+    .venv/bin/python bench/bench_verifier.py [--verifier verify4b] [--renders 9] [--work runs/bench/verifier]
 """
 import argparse, json, pickle, time, warnings
 from pathlib import Path
@@ -34,7 +34,7 @@ def evaluations(split, renders, work, bench, predict, card):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--verifier', default='verify4', help='a verifier folder or shipped name')
+    ap.add_argument('--verifier', default='verify4b', help='a verifier folder or shipped name')
     ap.add_argument('--renders', type=int, default=9)
     ap.add_argument('--work', default='runs/bench/verifier', help='cached evaluations, in a folder per model (bench_sites.cache_key)')
     ap.add_argument('--bench', default='runs/bench/accuracy', help="the benchmark renders (bench_accuracy.py's, shared)")

@@ -1285,7 +1285,7 @@ def dcd_tune_rule(checkpoint:str, # model folder (model.safetensors + model.json
                   renders:int=9, # renders of the val sites to pool (about 1 min each on 2 CPU cores)
                   labels:str=None, # label GeoJSON; default: the packaged real label file
                   device:str=None, # cpu, cuda, mps
-                  verifier:str=None, # building verifier (05d) whose minimum probability is tuned too: a folder or a shipped name (verify4); default: the card's
+                  verifier:str=None, # building verifier (05d) whose minimum probability is tuned too: a folder or a shipped name (verify4b); default: the card's
                   on:str='chips', # tune on the benchmark's val chips ('chips'), one scene per val site ('scenes': the tool's raster path, about 30 s a render) or both, pooled ('both')
                   cap_area:bool=False, # minimum areas only up to half the smallest train data center
                   pixel:bool=False): # first set the card's pixel threshold (best pixel F1 on the val chips)

@@ -159,7 +159,7 @@ def train_verifier(X:np.ndarray, y:np.ndarray, # crops and labels from `building
                    norm:dict, # band statistics {'mean', 'std'}: the U-Net card's
                    valid:tuple|None=None, # (X, y) crops to report on after each epoch
                    epochs:int=15, bs:int=32, lr:float=2e-3, width:int=24, bands=('red', 'green', 'blue', 'nir'),
-                   seed:int=0, device=None, name:str='verify4', progress:bool=True
+                   seed:int=0, device=None, name:str='verify4b', progress:bool=True
                   )->tuple[VerifyNet, dict, pd.DataFrame]:
     "Train a `VerifyNet` on crops; return (model in eval mode, card, per-epoch history)."
     from datacenter_detector.unet import make_card
@@ -196,7 +196,7 @@ def load_verifier(name:str|Path, # a model folder, or the name of a shipped one 
     "Load a verifier (model, card) once per process and device."
     path = Path(name) if Path(name).exists() else MODELS/str(name)
     if not (path/'model.json').exists(): raise FileNotFoundError(
-        f"No verifier at {name}: pass a model folder (model.json + model.safetensors) or a shipped model's name (e.g. verify4). "
+        f"No verifier at {name}: pass a model folder (model.json + model.safetensors) or a shipped model's name (e.g. verify4b). "
         f"Train one with verify.train_verifier (05d).")
     key = (str(path.resolve()), str(get_device(device)))
     if key not in _VERIFIERS: _VERIFIERS[key] = load_model(path, device)

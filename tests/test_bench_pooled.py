@@ -6,9 +6,9 @@ ROOT = Path(__file__).parents[1]
 RES, SCRIPT = ROOT/'bench'/'results', ROOT/'bench'/'bench_pooled.py'
 CHIPS, SCENES = ['accuracy.json', 'accuracy_fresh.json', 'accuracy_fresh18.json'], ['sites.json', 'sites_fresh45.json']
 
-def run(tmp_path, chips=CHIPS, scenes=SCENES):
+def run(tmp_path, chips=CHIPS, scenes=SCENES, rule='chosen'):
     out = tmp_path/'pooled.json'; out.unlink(missing_ok=True)   # a refused run must leave none
-    r = subprocess.run([sys.executable, SCRIPT, '--chips', *chips, '--scenes', *scenes, '--boot', '200', '--out', out], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, SCRIPT, '--chips', *chips, '--scenes', *scenes, '--scene-rule', rule, '--boot', '200', '--out', out], capture_output=True, text=True, cwd=ROOT)
     return r, (json.loads(out.read_text()) if out.exists() else None)
 
 def test_pooled_counts_are_the_runs_sums(tmp_path):
@@ -48,3 +48,16 @@ def test_refuses_chips_and_scenes_of_different_weights(tmp_path):
     (tmp_path/'sites.json').write_text(json.dumps(sites | dict(sha256='b'*64)))
     r, res = run(tmp_path, chips=[str(tmp_path/'acc.json')], scenes=[str(tmp_path/'sites.json')])
     assert r.returncode != 0 and res is None and 'different model weights (aaaaaaaaaaaa, bbbbbbbbbbbb)' in r.stderr
+
+def test_scenes_at_the_cards_rule(tmp_path):
+    "`--scene-rule card` pools the errors at the card's rule (what a user runs), and refuses files that did not record them."
+    chips, scenes = ['accuracy_verify4b_fresh27.json'], ['sites_verify4b_fresh63.json']
+    r, res = run(tmp_path, chips=chips, scenes=scenes, rule='card')
+    assert r.returncode == 0, r.stderr
+    j = json.loads((RES/scenes[0]).read_text())
+    assert res['scenes_at'] == 'card' and res['scene_rule']['threshold'] == j['card_rule']['threshold'] != j['chosen_on_val_scenes']['threshold']
+    assert (res['scenes']['found'], res['scenes']['false']) == (j['card_rule']['test']['tp'], j['card_rule']['test']['fp'])
+    r, res = run(tmp_path, chips=chips, scenes=scenes)   # the rule chosen on the val scenes
+    assert (res['scenes']['found'], res['scenes']['false']) == (j['chosen_on_val_scenes']['test']['tp'], j['chosen_on_val_scenes']['test']['fp'])
+    r, res = run(tmp_path, chips=chips, scenes=['sites_fresh45.json'], rule='card')
+    assert r.returncode != 0 and res is None and 'sites_fresh45.json: not a bench_sites.py result (no test_errors_at_card)' in r.stderr
