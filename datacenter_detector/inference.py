@@ -720,6 +720,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
            output_parquet=None, # GeoParquet (optional)
            output_mask=None, # COG binary mask (uint8 0/1)
            output_prob=None, # COG probability (uint8 0..255)
+           threshold:float|None=None, # probability threshold of the mask and the polygons (None: the model card's rule)
            min_area:float=100, # drop detections under this many pixels
            min_area_m2:float|None=None, # drop detections under this many m² (None: the model card's rule, `detect_rule`)
            min_score:float|None=None, # drop detections whose mean probability is under this (None: the model card's rule)
@@ -734,6 +735,9 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
           )->gpd.GeoDataFrame:
     "Detect data centers in one image and write the requested outputs atomically; return the detections."
     check_card(card)
+    if threshold is not None:   # the rest of the card's rule stays
+        if not 0 < threshold < 1: raise ValueError(f"threshold {threshold} is not a probability: give one between 0 and 1 (the card's rule: {detect_rule(card)['threshold']}).")
+        card = dict(card, detect=dict(card.get('detect') or {}, threshold=float(threshold)))
     rule = detect_rule(card)
     if min_area_m2 is None: min_area_m2 = rule['min_area_m2']
     if min_score is None: min_score = rule['min_score']
@@ -955,6 +959,7 @@ def dcd_detect(image:str=None, # the input raster (GeoTIFF / COG / VRT)
                output_parquet:str=None, # detections as GeoParquet
                output_mask:str=None, # binary mask COG
                output_prob:str=None, # probability COG (uint8 0..255)
+               threshold:float=None, # probability threshold of the mask and polygons (default: the model card's rule)
                min_area:float=100, # minimum detection area, pixels
                min_area_m2:float=None, # minimum detection area, m² (default: the model card's rule)
                min_score:float=None, # minimum mean probability of a detection (default: the model card's rule)
@@ -981,7 +986,7 @@ def dcd_detect(image:str=None, # the input raster (GeoTIFF / COG / VRT)
         cent = output_centroids or (str(Path(output_geojson).with_name(Path(output_geojson).stem + '_centroids.geojson')) if output_geojson else None)
         dev = get_device(device)
         model, card = load_detector(checkpoint, device=dev)
-        gdf = detect(image, model, card, **outs, output_centroids=cent, min_area=min_area, min_area_m2=min_area_m2, min_score=min_score, min_verify=min_verify,
+        gdf = detect(image, model, card, **outs, output_centroids=cent, threshold=threshold, min_area=min_area, min_area_m2=min_area_m2, min_score=min_score, min_verify=min_verify,
                      merge_distance=merge_distance, edge=edge, regularize=regularize, pixel_coords=pixel_coords,
                      progress=not quiet, tile_size=tile_size, overlap=overlap, blend=blend, tta=tta,
                      batch_size=batch_size, device=dev, threads=threads, compile=False if no_compile else None)

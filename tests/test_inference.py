@@ -45,6 +45,19 @@ def test_finds_the_roofs(tmp_path, scene, mc):
     assert read1(tmp_path/'prob.tif').max() > 240
     assert not [p for p in tmp_path.iterdir() if '.tmp' in p.name]
 
+def test_threshold_overrides_the_cards(tmp_path, scene, mc):
+    "A higher probability threshold than the card's gives a mask inside the card's and smaller roofs; provenance records it; a non-probability is refused."
+    lo, hi = tmp_path/'lo', tmp_path/'hi'
+    a = detect(scene, *mc, output_mask=lo/'m.tif', output_csv=lo/'d.csv', edge=5, tile_size=128, overlap=32)
+    b = detect(scene, *mc, output_mask=hi/'m.tif', output_csv=hi/'d.csv', edge=5, tile_size=128, overlap=32, threshold=0.95)
+    ma, mb = read1(lo/'m.tif'), read1(hi/'m.tif')
+    assert mb.sum() < ma.sum() and not (mb & ~ma).any()          # 0.95 keeps a subset of the card's 0.5
+    assert len(a) == len(b) == 3 and b.area_m2.sum() < a.area_m2.sum()
+    with rasterio.open(hi/'m.tif') as m: assert float(m.tags()['threshold']) == 0.95
+    assert float(json.loads((hi/'d.csv').read_text().splitlines()[0][len('# provenance: '):])['threshold']) == 0.95
+    with pytest.raises(ValueError, match=r"threshold 1.5 is not a probability.*card's rule: 0.5"): detect(scene, *mc, output_mask=tmp_path/'x.tif', threshold=1.5)
+    assert not (tmp_path/'x.tif').exists()
+
 def test_edge_filter_and_min_area(tmp_path, mc):
     s = demo_scene(tmp_path/'s.tif', 256, roofs=((10, 100, 40, 40), (120, 100, 40, 60), (200, 20, 12, 12)))
     test = lambda **kw: detect(s, *mc, tile_size=128, overlap=32, **kw)
@@ -326,6 +339,9 @@ def test_cli_detect(tmp_path, scene, ckpt):
     r = run('dcd_detect', '--checkpoint', ckpt, '--image', scene, '--output-geojson', tmp_path/'s.geojson', '--min-area', 20, '--merge-distance', 15,
             '--tile-size', 128, '--overlap', 32, '--device', 'cpu', '--quiet', '--min-score', 1.0)   # no detection is that sure
     assert r.returncode == 0 and '0 detection(s)' in r.stdout and len(gpd.read_file(tmp_path/'s.geojson')) == 0
+    r = run('dcd_detect', '--checkpoint', ckpt, '--image', scene, '--output-geojson', tmp_path/'t.geojson', '--min-area', 20, '--merge-distance', 15,
+            '--tile-size', 128, '--overlap', 32, '--device', 'cpu', '--quiet', '--threshold', 1.5)
+    assert r.returncode == 1 and 'dcd_detect: error: threshold 1.5 is not a probability' in r.stderr and not (tmp_path/'t.geojson').exists()
 
 def test_cli_detect_verifier(tmp_path, scene, ckpt):
     "A card whose rule names a verifier: dcd_detect scores every detection (verify_p in the CSV) and drops those under its minimum; a missing verifier is a clear error."
