@@ -39,8 +39,8 @@ sync: dev  ## nbdev_export, nbdev_clean and the README must leave no git diff
 nbtest: dev
 	$(BIN)/nbdev_test --n_workers 2
 
-pytest: dev
-	$(BIN)/python -m pytest tests/ -q --durations=15
+pytest: dev  ## two workers (pytest-xdist), one per core; a test file stays on one worker, so its module fixtures are built once
+	$(BIN)/python -m pytest tests/ -q -n 2 --dist loadfile --durations=15
 
 readme: dev
 	$(BIN)/python tools/make_readme.py

@@ -28,7 +28,7 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'prediction_map', 'plot_map', 'merge_chips', 'read_chip_index', 'evaluate_chips', 'verify_sites',
            'labels_within', 'summarize', 'write_json', 'rule_sweep', 'rule_scores', 'tune_facility_rule',
            'set_detect_rule', 'edit_card', 'area_candidates', 'comparison_table', 'markdown_table', 'find_metrics',
-           'compare_models', 'html_report', 'facility_detections', 'report_figures', 'write_report',
+           'compare_models', 'parse_compare', 'html_report', 'facility_detections', 'report_figures', 'write_report',
            'synthetic_benchmark', 'site_scenes', 'scene_probs', 'evaluate_scenes', 'predictor', 'model_predictor',
            'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model', 'evaluate_model',
            'dcd_evaluate', 'pixel_hists', 'tune_threshold', 'tune_rule', 'dcd_tune_rule']
@@ -850,6 +850,21 @@ def compare_models(models:dict, # key (as in MODEL_ROWS) -> predict callable, (p
             found[key] = summarize(ev, labels, n_boot=n_boot, seed=seed, data=data, **kw)
         else: found[key] = m
     return comparison_table(found)
+
+# %% ../nbs/07_evaluation.ipynb #a330e8ab
+def parse_compare(compare:str, # more model folders, comma-separated, each `key=folder` with a key of MODEL_ROWS
+                  rgb:str|Path|None=None # the RGB model folder, compared as 'unet_rgb' (None: not compared)
+                 )->dict:
+    "The model folders to compare, by MODEL_ROWS key (the RGB model first); a bad entry is refused with what to write."
+    pairs = [kv.split('=', 1) for kv in compare.split(',') if kv.strip()]
+    if bad := [('='.join(kv)).strip() for kv in pairs if len(kv) != 2 or not kv[1].strip()]:
+        raise ValueError(f"compare: {bad} is not key=folder; write e.g. compare='smp=runs/smp,frozen_geoembed=runs/geo'.")
+    out = {k.strip(): str(v).strip() for k, v in ([('unet_rgb', rgb)] if rgb else []) + pairs}
+    if unknown := set(out) - {k for k, _, _ in MODEL_ROWS}:
+        raise ValueError(f"compare names unknown model keys {sorted(unknown)}; use keys of MODEL_ROWS: {[k for k, _, _ in MODEL_ROWS]}.")
+    if missing := {k: f for k, f in out.items() if not Path(f).exists()}:
+        raise FileNotFoundError(f"compare: {missing} do not exist; give model folders (with model.json) made by dcd_train or 05c.")
+    return out
 
 # %% ../nbs/07_evaluation.ipynb #6a205459
 def _table(df:pd.DataFrame, pct:tuple=())->str:

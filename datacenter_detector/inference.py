@@ -14,18 +14,19 @@ from affine import Affine
 from scipy import ndimage
 import shapely, geopandas as gpd
 from shapely.geometry import shape
-from pyproj import CRS
+from functools import lru_cache
+from pyproj import CRS, Transformer
 from fastcore.script import Param
 from tqdm.auto import tqdm
 from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS, utm_epsg,
                                       is_metric, m2px, atomic_path, provenance, write_cog, cli)
 
 # %% auto #0
-__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'passes_rule', 'check_card', 'load_detector',
-           'band_indexes', 'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces', 'union_touching',
-           'fold_batchnorm', 'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'shrink', 'merge_close',
-           'detections', 'prob_detections', 'to_geojson', 'centroids', 'detect_block', 'apply_verifier', 'detect',
-           'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
+__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'with_threshold', 'passes_rule', 'check_card',
+           'load_detector', 'band_indexes', 'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces',
+           'union_touching', 'fold_batchnorm', 'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'shrink',
+           'merge_close', 'detections', 'prob_detections', 'to_geojson', 'centroids', 'detect_block', 'apply_verifier',
+           'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
 
 # %% ../nbs/06_inference.ipynb #67ad2616
 class BrightRoofNet(nn.Module):
@@ -60,6 +61,14 @@ def detect_rule(card:dict # a model card
     return dict(threshold=float(r.get('threshold', card.get('threshold', 0.5))), min_area_m2=float(r.get('min_area_m2', 0.)),
                 min_score=float(r.get('min_score', 0.)), verifier=r.get('verifier'), min_verify=float(r.get('min_verify', 0.)),
                 shrink_m=float(td.get('mask_buffer_m') or 0.))   # the masks' buffer, recorded by train
+
+def with_threshold(card:dict, # a model card
+                   threshold:float|None=None # the probability threshold of the mask and polygons (None: the card's own)
+                  )->dict:
+    "The card with its rule's probability threshold replaced, the rest of the rule kept; a value that is not a probability is refused."
+    if threshold is None: return card
+    if not 0 < threshold < 1: raise ValueError(f"threshold {threshold} is not a probability: give one between 0 and 1 (the card's rule: {detect_rule(card)['threshold']}).")
+    return dict(card, detect=dict(card.get('detect') or {}, threshold=float(threshold)))
 
 def passes_rule(d:pd.DataFrame, # detections with `area_m2` and `score_mean` columns (and `verify_p` if verified)
                 min_area_m2:float=0., # smaller detections fail (NaN areas, in pixel coordinates, pass)
@@ -293,10 +302,11 @@ def _components(geoms, predicate='intersects', distance=None):
     return np.array([find(i) for i in range(n)])
 
 def _aggregate(gdf, labels, geoms):
-    "Aggregate rows of `gdf` by `labels` (sums and maxima) onto the geometries `geoms` (one per label, in label order)."
-    df = pd.DataFrame(dict(n_pixels=gdf.n_pixels.values, score_sum=gdf.score_sum.values, score_max=gdf.score_max.values, g=labels))
-    agg = df.groupby('g', sort=True).agg(n_pixels=('n_pixels', 'sum'), score_sum=('score_sum', 'sum'), score_max=('score_max', 'max'))
-    return gpd.GeoDataFrame(agg.reset_index(drop=True), geometry=list(geoms), crs=gdf.crs)
+    "Aggregate rows of `gdf` by `labels` (0, 1, ...: sums and maxima) onto the geometries `geoms` (one per label, in label order)."
+    k = len(geoms)
+    mx = np.full(k, -np.inf); np.maximum.at(mx, labels, gdf.score_max.to_numpy(float))
+    return gpd.GeoDataFrame(dict(n_pixels=np.bincount(labels, gdf.n_pixels.to_numpy(float), k),
+                                 score_sum=np.bincount(labels, gdf.score_sum.to_numpy(float), k), score_max=mx), geometry=list(geoms), crs=gdf.crs)
 
 def union_touching(gdf:gpd.GeoDataFrame # pieces with n_pixels, score_sum, score_max
                   )->gpd.GeoDataFrame:
@@ -536,43 +546,50 @@ def _pixel_to_crs(geoms, transform):
     a = transform
     return shapely.transform(geoms, lambda c: np.c_[a.a*c[:, 0] + a.b*c[:, 1] + a.c, a.d*c[:, 0] + a.e*c[:, 1] + a.f])
 
-def _utm_measures(gdf4326):
-    "Area (m²), perimeter (m) of each geometry in the UTM zone of its centroid."
-    area, per = np.zeros(len(gdf4326)), np.zeros(len(gdf4326))
-    if len(gdf4326) == 0: return area, per
-    c = shapely.centroid(gdf4326.geometry.values)
+@lru_cache(64)
+def _transformer(src:CRS, dst:CRS): return Transformer.from_crs(src, dst, always_xy=True)
+
+def _reproject(geoms, src, dst):
+    "An array of geometries from CRS `src` to `dst`, as GeoSeries.to_crs does it (without a GeoSeries per call)."
+    t = _transformer(CRS.from_user_input(src), CRS.from_user_input(dst))
+    return shapely.transform(np.asarray(geoms), lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+
+def _utm_measures(g4326):
+    "Area (m²), perimeter (m) of each geometry (an array, EPSG:4326) in the UTM zone of its centroid."
+    area, per = np.zeros(len(g4326)), np.zeros(len(g4326))
+    if len(g4326) == 0: return area, per
+    c = shapely.centroid(g4326)
     zones = np.array([utm_epsg(float(np.clip(x, -180, 180)), float(np.clip(y, -80, 84))) for x, y in zip(shapely.get_x(c), shapely.get_y(c))])
     for z in np.unique(zones):
         sel = zones == z
-        g = gdf4326.geometry[sel].to_crs(z)
-        area[sel], per[sel] = g.area.values, g.length.values
+        g = _reproject(g4326[sel], 4326, int(z))
+        area[sel], per[sel] = shapely.area(g), shapely.length(g)
     return area, per
 
 COLUMNS = ['id', 'lat', 'lon', 'area_m2', 'perimeter_m', 'area_px', 'score_mean', 'score_max', 'verify_p', 'source', 'model', 'model_version']
 
 def _finish(gdf, card, source, min_area, min_area_m2, regularize, res=None, min_score=0.):
     "Regularise, measure and filter detections (any CRS, or none = pixels); return them in EPSG:4326 (or pixels) with COLUMNS."
-    if regularize == 'simplify': gdf = gdf.set_geometry(gdf.geometry.simplify(res or 1.0))
-    elif regularize == 'rectangle': gdf = gdf.set_geometry(shapely.oriented_envelope(gdf.geometry.values))
+    g = np.asarray(gdf.geometry.values)   # plain arrays until the one GeoDataFrame at the end: this runs per chip and threshold
+    if regularize == 'simplify': g = shapely.simplify(g, res or 1.0)
+    elif regularize == 'rectangle': g = shapely.oriented_envelope(g)
     elif regularize: raise ValueError(f"regularize must be None, 'simplify' or 'rectangle', not {regularize!r}.")
-    out = gdf.to_crs(4326) if gdf.crs is not None else gdf.copy()
+    n = gdf.n_pixels.to_numpy(float)
+    out = pd.DataFrame(dict(area_px=n, score_mean=gdf.score_sum.to_numpy(float)/n, score_max=gdf.score_max.to_numpy(float),
+                            verify_p=gdf['verify_p'].to_numpy(float) if 'verify_p' in gdf else np.nan,   # the building verifier's say (05d): NaN until it looks
+                            source=str(source) if source is not None else gdf['source'].to_numpy()))
     if gdf.crs is not None:
-        out['area_m2'], out['perimeter_m'] = _utm_measures(out)
-        c = shapely.centroid(gdf.geometry.values)
-        cc = gpd.GeoSeries(c, crs=gdf.crs).to_crs(4326)
-        out['lat'], out['lon'] = cc.y.values, cc.x.values
+        g, c = _reproject(g, gdf.crs, 4326), _reproject(shapely.centroid(g), gdf.crs, 4326)
+        out['area_m2'], out['perimeter_m'] = _utm_measures(g)
+        out['lat'], out['lon'] = shapely.get_y(c), shapely.get_x(c)
     else:
         out['area_m2'] = out['perimeter_m'] = out['lat'] = out['lon'] = np.nan
-    out['area_px'] = out['n_pixels'].astype(float)
-    out['score_mean'] = (out['score_sum']/out['n_pixels']).astype(float)
-    out['score_max'] = out['score_max'].astype(float)
-    out['verify_p'] = out['verify_p'].astype(float) if 'verify_p' in out else np.nan   # the building verifier's say (05d): NaN until it looks
-    out = out[(out.area_px >= min_area).values & passes_rule(out, min_area_m2, min_score)]
-    cx, cy = (out.lon, out.lat) if gdf.crs is not None else (shapely.get_x(shapely.centroid(out.geometry.values)), shapely.get_y(shapely.centroid(out.geometry.values)))
-    out = out.iloc[np.lexsort((np.asarray(cx), -np.asarray(cy)))] if len(out) else out  # north to south, then west to east
-    out = out.assign(id=np.arange(1, len(out)+1), model=str(card['name']), model_version=str(card['version']))
-    if source is not None: out['source'] = str(source)
-    return gpd.GeoDataFrame(out[COLUMNS], geometry=out.geometry.values, crs=out.crs).reset_index(drop=True)
+    keep = (out.area_px >= min_area).to_numpy() & passes_rule(out, min_area_m2, min_score)
+    out, g = out[keep], g[keep]
+    cx, cy = (out.lon, out.lat) if gdf.crs is not None else (shapely.get_x(shapely.centroid(g)), shapely.get_y(shapely.centroid(g)))
+    order = np.lexsort((np.asarray(cx), -np.asarray(cy)))   # north to south, then west to east
+    out = out.iloc[order].assign(id=np.arange(1, len(out)+1), model=str(card['name']), model_version=str(card['version']))
+    return gpd.GeoDataFrame(out[COLUMNS].reset_index(drop=True), geometry=g[order], crs=4326 if gdf.crs is not None else None)
 
 def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.frame()`
                transform:Affine|None, # the image's affine transform (None: stay in pixel coordinates)
@@ -596,15 +613,15 @@ def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.f
         objs = objs[~near.values]
     objs = objs[objs.n_pixels.values >= min_area]  # fragments under min_area px go before merging (as the original did)
     s = detect_rule(card)['shrink_m']   # metres: the masks' buffer (0 for a card that records none)
-    if crs is None:
+    res = abs(transform.a) if crs is not None and is_metric(crs) else None
+    if len(objs) == 0: merged = objs.set_crs(crs, allow_override=True) if crs is not None else objs   # nothing to move: skip the CRS work
+    elif crs is None:
         g = objs.set_crs(None, allow_override=True)
-        res = None
         merged = merge_close(shrink(g, m2px(s, NAIP_GSD), shapely.box(0, 0, shape[1], shape[0])), m2px(merge_distance, NAIP_GSD))
     else:
         wcrs = work_crs(crs, _bounds(transform, shape))
         g = gpd.GeoDataFrame(objs.drop(columns='geometry'), geometry=_pixel_to_crs(objs.geometry.values, transform), crs=crs)
         g = g.to_crs(wcrs) if CRS.from_user_input(crs) != wcrs else g
-        res = abs(transform.a) if is_metric(crs) else None
         foot = gpd.GeoSeries(_pixel_to_crs(shapely.segmentize(shapely.box(0, 0, shape[1], shape[0]), max(shape)/16), transform), crs=crs).to_crs(wcrs).iloc[0]
         merged = merge_close(shrink(g, s, foot), merge_distance)
     return _finish(merged, card, source, min_area, min_area_m2, regularize, res, min_score)
@@ -734,10 +751,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
            **kw # more `predict_raster` arguments: tile_size, overlap, blend, tta, batch_size, device, threads, offset
           )->gpd.GeoDataFrame:
     "Detect data centers in one image and write the requested outputs atomically; return the detections."
-    check_card(card)
-    if threshold is not None:   # the rest of the card's rule stays
-        if not 0 < threshold < 1: raise ValueError(f"threshold {threshold} is not a probability: give one between 0 and 1 (the card's rule: {detect_rule(card)['threshold']}).")
-        card = dict(card, detect=dict(card.get('detect') or {}, threshold=float(threshold)))
+    card = with_threshold(check_card(card), threshold)   # the rest of the card's rule stays
     rule = detect_rule(card)
     if min_area_m2 is None: min_area_m2 = rule['min_area_m2']
     if min_score is None: min_score = rule['min_score']
@@ -811,10 +825,12 @@ _MODELS = {}
 
 def _get_model(spec):
     "The (model, card) of a task spec: given in memory, or loaded once per process from a checkpoint."
-    if spec.get('model') is not None: return spec['model'], spec['card']
-    key = (str(spec.get('checkpoint')), str(spec.get('device')))
-    if key not in _MODELS: _MODELS[key] = load_detector(spec.get('checkpoint'), device=get_device(spec.get('device')))
-    return _MODELS[key]
+    if spec.get('model') is not None: model, card = spec['model'], spec['card']
+    else:
+        key = (str(spec.get('checkpoint')), str(spec.get('device')))
+        if key not in _MODELS: _MODELS[key] = load_detector(spec.get('checkpoint'), device=get_device(spec.get('device')))
+        model, card = _MODELS[key]
+    return model, with_threshold(card, spec.get('threshold'))
 
 def _block(path, i, n, spec):
     "Task: `detect_block` on column block i of n of one input."
@@ -881,6 +897,7 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
                  device=None, # torch device
                  progress:bool=True, # progress bar over inputs
                  edge:int=0, # px: drop detections this near each input's edge (0: keep them; the merge across inputs joins a building that input edges cut)
+                 threshold:float|None=None, # probability threshold of the masks and polygons (None: the model card's rule)
                  **kw # more `detect` arguments (min_area, tile_size, overlap, tta, threads, ...)
                 )->gpd.GeoDataFrame:
     "Detect in many rasters, resumably (optionally on Dask), and merge the detections across inputs."
@@ -888,10 +905,9 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
     min_m2, min_sc, min_v = kw.pop('min_area_m2', None), kw.pop('min_score', None), kw.pop('min_verify', None)  # a facility rule: applied after the merge across inputs (a building may span inputs)
     output_geojson = Path(output_geojson)
     work_dir = Path(work_dir or output_geojson.with_suffix('.parts'))
-    if model is None: model_card = load_detector(checkpoint, device='cpu')[1]  # fails early on a bad checkpoint
-    else: model_card = check_card(card)
+    model_card = with_threshold(load_detector(checkpoint, device='cpu')[1] if model is None else check_card(card), threshold)  # fails early on a bad checkpoint or threshold
     spec = dict(checkpoint=str(checkpoint) if checkpoint else None, device=device, kw=dict(kw, min_area_m2=0., min_score=0., min_verify=0.),
-                model=model, card=card)
+                model=model, card=card, threshold=threshold)
     same = {k: v for k, v in kw.items() if k not in ('threads', 'progress', 'batch_size')}  # settings that do not change results
     spec_hash = hashlib.sha1(json.dumps(dict(m=model_card['name'], v=model_card['version'], w=model_card.get('sha256'), ck=spec['checkpoint'], kw=same,
                                              rule=detect_rule(model_card)),   # a re-tuned rule in the card makes new parts
@@ -936,7 +952,7 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
     min_m2, min_sc, min_v = (rule[k] if v is None else v for k, v in (('min_area_m2', min_m2), ('min_score', min_sc), ('min_verify', min_v)))
     merged = merged[passes_rule(merged, min_m2, min_sc, min_v)].assign(id=lambda d: np.arange(1, len(d)+1)).reset_index(drop=True)
     tags = provenance(inputs=len(paths), model=model_card['name'], model_version=model_card['version'],
-                      merge_distance=merge_distance, min_area_m2=min_m2, min_score=min_sc, verifier=rule['verifier'], min_verify=min_v, **{k: v for k, v in kw.items() if k not in ('threads',)})
+                      threshold=rule['threshold'], merge_distance=merge_distance, min_area_m2=min_m2, min_score=min_sc, verifier=rule['verifier'], min_verify=min_v, **{k: v for k, v in kw.items() if k not in ('threads',)})
     output_centroids = output_centroids or output_geojson.with_name(output_geojson.stem + '_centroids.geojson')
     with contextlib.ExitStack() as es:
         for kind, path in (('geojson', output_geojson), ('centroids', output_centroids), ('csv', output_csv)):
@@ -1009,6 +1025,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
                      min_area_m2:float=None, # minimum detection area, m² (default: the model card's rule)
                      min_score:float=None, # minimum mean probability of a detection (default: the model card's rule)
                      min_verify:float=None, # minimum building-verifier probability of a detection (default: the model card's rule; 0: keep all)
+                     threshold:float=None, # probability threshold of the masks and polygons (default: the model card's rule)
                      tile_size:int=256, # tile size, px
                      overlap:int=32, # overlap between tiles, px
                      tta:bool=False, # test-time augmentation
@@ -1025,7 +1042,7 @@ def dcd_batch_detect(chips_dir:str=None, # a folder of rasters (e.g. dcd_chips o
         g = batch_detect(ins, output_geojson, checkpoint=checkpoint, output_centroids=output_centroids, output_csv=output_csv,
                          merge_distance=merge_distance, work_dir=work_dir, scheduler=scheduler, workers=workers, split=split,
                          device=device, progress=not quiet, min_area=min_area, min_area_m2=min_area_m2, min_score=min_score, min_verify=min_verify,
-                         tile_size=tile_size, overlap=overlap, tta=tta, edge=edge, threads=threads,
+                         threshold=threshold, tile_size=tile_size, overlap=overlap, tta=tta, edge=edge, threads=threads,
                          **(dict(compile=False) if no_compile else {}))
         print(f"{len(g)} detection(s) from {len(find_inputs(ins))} input(s)")
     _cli_errors('dcd_batch_detect', run)

@@ -259,6 +259,21 @@ def test_batch_min_score_after_merge(tmp_path, chips, mc):
     h = batch_detect(chips, tmp_path/'b.geojson', card=dict(mc[1], detect=dict(min_score=cut)), **kw)
     assert len(h) == len(g) - 1 and h.score_mean.min() >= cut and json.loads((tmp_path/'b.geojson').read_text())['provenance']['min_score'] == str(cut)
 
+def test_batch_threshold_overrides_the_cards(tmp_path, chips, mc):
+    "batch_detect's threshold: smaller roofs than at the card's, new parts (not the cached ones), provenance; the Dask block task uses it too; a non-probability is refused before any work."
+    kw = dict(model=mc[0], card=mc[1], edge=0, tile_size=128, progress=False, merge_distance=5)
+    a = batch_detect(chips, tmp_path/'all.geojson', **kw)
+    b = batch_detect(chips, tmp_path/'all.geojson', threshold=0.95, **kw)   # same output and work folder: the parts must not be reused
+    assert len(a) == len(b) == 4 and b.area_m2.sum() < a.area_m2.sum()
+    assert json.loads((tmp_path/'all.geojson').read_text())['provenance']['threshold'] == '0.95'
+    assert len(json.loads((tmp_path/'all.parts'/'manifest.json').read_text())['done']) == 8   # 4 inputs at each threshold
+    spec = dict(model=mc[0], card=mc[1], kw=dict(tile_size=128, overlap=32, panel=256), threshold=0.95)
+    hi = inf._block(str(chips/'chip1.tif'), 0, 1, spec)[0]
+    lo = inf._block(str(chips/'chip1.tif'), 0, 1, dict(spec, threshold=None))[0]
+    assert hi.n_pixels.sum() < lo.n_pixels.sum()
+    with pytest.raises(ValueError, match=r"threshold 1.5 is not a probability"): batch_detect(chips, tmp_path/'x.geojson', threshold=1.5, **kw)
+    assert not (tmp_path/'x.geojson').exists() and not (tmp_path/'x.parts').exists()
+
 def test_batch_verifier_after_merge(tmp_path, chips, mc):
     "The building verifier (05d) scores each input's detections, the merge keeps the best score of a building's parts, and its minimum applies after the merge."
     from datacenter_detector.verify import constant_verifier
@@ -379,6 +394,10 @@ def test_cli_batch(tmp_path, chips, ckpt):
     assert r2.returncode == 0, r2.stderr
     a, b = gpd.read_file(tmp_path/'b.geojson'), gpd.read_file(tmp_path/'c.geojson')
     assert len(a) == len(b) and json.loads((tmp_path/'b.geojson').read_text())['provenance']['inputs'] == '4'
+    r = run('dcd_batch_detect', '--checkpoint', ckpt, '--chips-dir', chips, '--output-geojson', tmp_path/'t.geojson', '--threshold', 0.9, '--tile-size', 128, '--quiet')
+    assert r.returncode == 0 and json.loads((tmp_path/'t.geojson').read_text())['provenance']['threshold'] == '0.9'
+    r = run('dcd_batch_detect', '--checkpoint', ckpt, '--chips-dir', chips, '--output-geojson', tmp_path/'x.geojson', '--threshold', 1.5, '--quiet')
+    assert r.returncode == 1 and 'dcd_batch_detect: error: threshold 1.5 is not a probability' in r.stderr and not (tmp_path/'x.geojson').exists()
 
 def test_gpkg_parquet_provenance(tmp_path, scene, mc):
     import pyogrio, pyarrow.parquet as pq
