@@ -14,6 +14,7 @@ Scenes are cached in --work, evaluations in --work/evals/<cache_key> (the model'
     .venv/bin/python bench/bench_sites.py [--renders 9] [--test-renders N] [--first-test S] [--work runs/bench/sites] [--model <model folder>] [--cap-area] [--no-tta]
 
 The shipped unet4's figure in sites.json (its card's rule is the one chosen here; 2026-11-30): --test-renders 45 --cap-area --no-tta.
+The misses by cause (test_miss_causes) of the shipped pair on test renders 63-98, from the cache: --renders 9 --test-renders 36 --first-test 63 --cap-area --no-tta --out bench/results/sites_verify4b_causes.json.
 """
 import argparse, json, pickle, time, warnings
 from pathlib import Path
@@ -62,6 +63,16 @@ def errors(evs, labs, rule, seeds=None):
         rows.append(dict(seed=s, f1=at([ev], labs, rule)['f1'], errors=e[['error', 'name', 'on', 'area_m2']].to_dict('records')))
     return rows
 
+def causes(evs, labs, rule, seeds=None):
+    "Why `rule` misses what it misses, per data-center name, counted over the renders: the verifier dropped the polygon that matched it, the minimum area (or mean probability) did, or no polygon at the rule's threshold matches it (too partial, merged with a neighbour, or none)."
+    def missed(r): return {(e['seed'], x['name']) for e in errors(evs, labs, r, seeds) for x in e['errors'] if x['error'] == 'missed'}
+    no_verifier, no_rule = missed(dict(rule, min_verify=0.)), missed(dict(rule, min_verify=0., min_area_m2=0., min_score=0.))
+    out = {}
+    for seed, name in sorted(missed(rule)):
+        why = 'verifier' if (seed, name) not in no_verifier else 'min_area_m2 or min_score' if (seed, name) not in no_rule else 'no polygon matches'
+        out.setdefault(name, {}).setdefault(why, 0); out[name][why] += 1
+    return out
+
 def ceiling(evs, labs, min_area_m2):
     "Per threshold: the data centers the U-Net's own polygons (>= `min_area_m2`) match, pooled over the renders, and the F1 a perfect verifier would leave (every other polygon dropped)."
     rows = rule_sweep(evs, labs, areas=[min_area_m2], scores=[0], verifies=[0])   # the matched count (tp) needs no verifier
@@ -84,6 +95,7 @@ def scores(evs, labs, card, areas=AREAS, test_seeds=None):
     return dict(chosen_on_val_scenes=chosen | dict(val=at(evs['val'], labs, chosen), test=at(evs['test'], labs, chosen)),
                 card_rule=card_rule | dict(val=at(evs['val'], labs, card_rule), test=at(evs['test'], labs, card_rule)),
                 test_errors_at_chosen=errors(evs['test'], labs, chosen, test_seeds), test_errors_at_card=errors(evs['test'], labs, card_rule, test_seeds),
+                test_miss_causes=dict(chosen=causes(evs['test'], labs, chosen, test_seeds), card=causes(evs['test'], labs, card_rule, test_seeds)),
                 ceiling=dict(note="the data centers the U-Net's polygons of the card's minimum area or more match at each threshold, before the verifier; "
                                   "F1 if a perfect verifier dropped every other polygon: what no facility rule or verifier can exceed",
                              min_area_m2=card_rule['min_area_m2'], **{sp: ceiling(es, labs, card_rule['min_area_m2']) for sp, es in evs.items()}))
@@ -91,6 +103,7 @@ def scores(evs, labs, card, areas=AREAS, test_seeds=None):
 def report(name, r):
     for k in ('chosen_on_val_scenes', 'card_rule'):
         q = r[k]; print(name, k, {c: q[c] for c in KEYS}, '| val', {c: round(q['val'][c], 3) for c in ('tp', 'fp', 'f1')}, '| test', {c: round(q['test'][c], 3) for c in ('tp', 'fp', 'f1')})
+    for k, c in r['test_miss_causes'].items(): print(name, 'test misses at', k, c)
     for sp in ('val', 'test'): print(name, 'ceiling', sp, {c['threshold']: (c['found'], round(c['f1_with_a_perfect_verifier'], 3)) for c in r['ceiling'][sp]})
 
 def main():

@@ -1,0 +1,21 @@
+"bench/bench_sites.py's diagnosis of the misses: each missed data center gets the first part of the rule that loses it."
+import importlib.util, sys
+from pathlib import Path
+import geopandas as gpd, numpy as np, shapely
+
+spec = importlib.util.spec_from_file_location('bench_sites', Path(__file__).parents[1]/'bench'/'bench_sites.py')
+bench_sites = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench_sites)
+
+def utm_box(x, y, w, h=None): return shapely.box(x, y, x + w, y + (h or w))
+
+def test_causes_name_the_part_of_the_rule_that_loses_each_data_center():
+    X0, Y0 = 500_000, 4_300_000   # UTM 13N metres
+    labs = gpd.GeoDataFrame(dict(fid=[1, 2, 3, 4], name=['a', 'b', 'c', 'w'], **{'class': ['datacenter']*3 + ['warehouse']}),
+                            geometry=[utm_box(X0, Y0, 60), utm_box(X0 + 200, Y0, 30), utm_box(X0 + 400, Y0, 60), utm_box(X0 + 600, Y0, 60)], crs=32613).to_crs(4326)
+    index = gpd.GeoDataFrame(dict(site_id=[0], path=['site0.tif']), geometry=[utm_box(X0 - 100, Y0 - 100, 900, 300)], crs=32613).to_crs(4326)
+    det = gpd.GeoDataFrame(dict(area_m2=[3600., 900., 100., 3600.], score_mean=[.9]*4, verify_p=[.05, .9, .9, .9]),   # a: the verifier says no; b: too small;
+                           geometry=[utm_box(X0, Y0, 60), utm_box(X0 + 200, Y0, 30), utm_box(X0 + 400, Y0, 10), utm_box(X0 + 600, Y0, 60)], crs=32613).to_crs(4326)  # c: a corner piece (35 m off)
+    ev = dict(index=index, threshold=0.5, split='test', detections={0.5: det})
+    rule = dict(threshold=0.5, min_area_m2=1000., min_score=0., min_verify=0.1)
+    assert bench_sites.causes([ev], labs, rule, seeds=[7]) == {'a': {'verifier': 1}, 'b': {'min_area_m2 or min_score': 1}, 'c': {'no polygon matches': 1}}
+    assert bench_sites.causes([ev], labs, dict(rule, min_area_m2=0., min_verify=0.), seeds=[7]) == {'c': {'no polygon matches': 1}}
