@@ -551,7 +551,9 @@ def _transformer(src:CRS, dst:CRS): return Transformer.from_crs(src, dst, always
 
 def _reproject(geoms, src, dst):
     "An array of geometries from CRS `src` to `dst`, as GeoSeries.to_crs does it (without a GeoSeries per call)."
-    t = _transformer(CRS.from_user_input(src), CRS.from_user_input(dst))
+    src, dst = CRS.from_user_input(src), CRS.from_user_input(dst)
+    if src == dst: return np.asarray(geoms)
+    t = _transformer(src, dst)
     return shapely.transform(np.asarray(geoms), lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
 
 def _utm_measures(g4326):
@@ -620,9 +622,9 @@ def detections(pieces:gpd.GeoDataFrame, # pixel-coordinate pieces from `Pieces.f
         merged = merge_close(shrink(g, m2px(s, NAIP_GSD), shapely.box(0, 0, shape[1], shape[0])), m2px(merge_distance, NAIP_GSD))
     else:
         wcrs = work_crs(crs, _bounds(transform, shape))
-        g = gpd.GeoDataFrame(objs.drop(columns='geometry'), geometry=_pixel_to_crs(objs.geometry.values, transform), crs=crs)
-        g = g.to_crs(wcrs) if CRS.from_user_input(crs) != wcrs else g
-        foot = gpd.GeoSeries(_pixel_to_crs(shapely.segmentize(shapely.box(0, 0, shape[1], shape[0]), max(shape)/16), transform), crs=crs).to_crs(wcrs).iloc[0]
+        to_work = lambda geoms: _reproject(_pixel_to_crs(geoms, transform), crs, wcrs)   # pixels -> image CRS -> metric work CRS
+        g = gpd.GeoDataFrame(objs.drop(columns='geometry'), geometry=to_work(objs.geometry.values), crs=wcrs)
+        foot = to_work([shapely.segmentize(shapely.box(0, 0, shape[1], shape[0]), max(shape)/16)])[0]
         merged = merge_close(shrink(g, s, foot), merge_distance)
     return _finish(merged, card, source, min_area, min_area_m2, regularize, res, min_score)
 

@@ -1,7 +1,7 @@
 "bench/bench_sites.py's diagnosis of the misses: each missed data center gets the first part of the rule that loses it."
-import importlib.util, sys
+import importlib.util
 from pathlib import Path
-import geopandas as gpd, numpy as np, shapely
+import geopandas as gpd, shapely
 
 spec = importlib.util.spec_from_file_location('bench_sites', Path(__file__).parents[1]/'bench'/'bench_sites.py')
 bench_sites = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench_sites)
