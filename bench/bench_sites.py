@@ -9,17 +9,21 @@ image). The facility rule is chosen on the val scenes (`tune_facility_rule`, the
 scored on the test scenes (`rule_scores`, which chooses nothing); the model card's rule (chosen on val chips) is scored
 on both too. The same scenes are scored again with test-time augmentation (`dcd_detect --tta`: the 8 D4 transforms
 averaged), rules chosen on the val scenes the same way, and the time it costs is measured on one scene side by side (`tta`).
-Scenes are cached in --work, evaluations in --work/evals/<cache_key> (the model's name, weights, pixel threshold and verifier). SYNTHETIC scenes: these are not real-NAIP accuracy figures.
+With --calibrate-shrink the card's shrink back to the roof is first calibrated on the val scenes (`calibrate_shrink`:
+the median matched roof-area error at the card's threshold made zero), and everything after uses it.
+Scenes are cached in --work, the model's probabilities in --work/probs/<model>, evaluations in --work/evals/<cache_key>
+(the model's name, weights, pixel threshold, verifier and shrink). SYNTHETIC scenes: these are not real-NAIP accuracy figures.
 
-    .venv/bin/python bench/bench_sites.py [--renders 9] [--test-renders N] [--first-test S] [--work runs/bench/sites] [--model <model folder>] [--cap-area] [--no-tta]
+    .venv/bin/python bench/bench_sites.py [--renders 9] [--test-renders N] [--first-test S] [--work runs/bench/sites] [--model <model folder>] [--cap-area] [--no-tta] [--calibrate-shrink]
 
 The shipped unet4's figure in sites.json (its card's rule is the one chosen here; 2026-11-30): --test-renders 45 --cap-area --no-tta.
 The misses by cause (test_miss_causes) of the shipped pair on test renders 63-98, from the cache: --renders 9 --test-renders 36 --first-test 63 --cap-area --no-tta --out bench/results/sites_verify4b_causes.json.
 """
 import argparse, json, pickle, time, warnings
+import numpy as np
 from pathlib import Path
-from datacenter_detector.evaluation import site_scenes, evaluate_scenes, tune_facility_rule, rule_sweep, rule_scores, labels_within, facility_errors, _is_dc, area_candidates, AREAS
-from datacenter_detector.inference import load_detector, detect_rule, passes_rule, predict_raster
+from datacenter_detector.evaluation import site_scenes, evaluate_scenes, scene_probs, tune_facility_rule, rule_sweep, rule_scores, labels_within, facility_errors, _is_dc, area_candidates, calibrate_shrink, AREAS
+from datacenter_detector.inference import load_detector, detect_rule, passes_rule, predict_raster, with_rule
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
 from datacenter_detector.verify import load_verifier
@@ -27,20 +31,32 @@ from datacenter_detector.verify import load_verifier
 KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
 
 def cache_key(card):
-    "What the cached evaluations of a model depend on: its name, weights (sha256), pixel threshold (swept too) and verifier (name and weights)."
-    v = detect_rule(card)['verifier']
+    "What the cached evaluations of a model depend on: its name, weights (sha256), pixel threshold (swept too), verifier (name and weights) and shrink."
+    r = detect_rule(card); v = r['verifier']
     if v: vc = load_verifier(v, 'cpu')[1]; v = f"{vc['name']}-{vc['sha256'][:12]}"
-    return f"{card['name']}-{card['sha256'][:12]}-t{card['threshold']}-{v or 'noverifier'}"
+    return f"{card['name']}-{card['sha256'][:12]}-t{card['threshold']}-{v or 'noverifier'}-s{r['shrink_m']:g}"
+
+def cached_probs(folder, model, card, tta=False):
+    "scene path -> the model's probabilities (as `scene_probs` makes them), kept in `folder`/<scene>.npy as uint8 so that another shrink or rule costs no second pass of the network."
+    def probs(path):
+        f = Path(folder)/f"{Path(path).stem}.npy"
+        if not f.exists():
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_suffix('.tmp.npy')
+            np.save(tmp, np.round(scene_probs(path, model, card, tta=tta, progress=False)*255).astype(np.uint8)); tmp.rename(f)
+        return np.load(f).astype(np.float32)/255
+    return probs
 
 def evaluations(split, renders, work, model, card, tta=False, cache=None, tag=None, **kw):
     "`evaluate_scenes` of the model on the site scenes in `work` of each render (seeds 0..`renders`-1, or a range of seeds) of `split` (with the 8 D4 transforms averaged if `tta`; `kw` for evaluate_scenes), cached in `cache` (default `work`) as {split}{render}{tag}.pkl."
-    out, tag = [], ('_tta' if tta else '') if tag is None else tag
+    out, tag, reader = [], ('_tta' if tta else '') if tag is None else tag, kw.pop('probs', None)
     Path(cache or work).mkdir(parents=True, exist_ok=True)
     for s in (range(renders) if isinstance(renders, int) else renders):
         f = Path(cache or work)/f"{split}{s}{tag}.pkl"
         if not f.exists():
             d = Path(work)/split/f'seed{s}'
-            ev = evaluate_scenes(site_scenes(d, split, seed=s), d, model, card, split, tta=tta, **kw)
+            probs = reader or cached_probs(Path(work)/'probs'/f"{card['name']}-{card['sha256'][:12]}{'_tta' if tta else ''}"/split/f'seed{s}', model, card, tta)
+            ev = evaluate_scenes(site_scenes(d, split, seed=s), d, model, card, split, probs=probs, **kw)
             pickle.dump(ev, open(f, 'wb'))
         out.append(pickle.load(open(f, 'rb')))
     return out
@@ -115,19 +131,26 @@ def main():
     ap.add_argument('--model', default=None, help='a model folder instead of the shipped unet4')
     ap.add_argument('--cap-area', action='store_true', help='choose the minimum area on the val scenes among area_candidates (at most half the smallest train data center)')
     ap.add_argument('--no-tta', action='store_true', help='skip the test-time-augmentation rows')
+    ap.add_argument('--calibrate-shrink', action='store_true', help="calibrate the card's shrink on the val scenes first (calibrate_shrink) and use it for everything after")
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'sites.json'))
     a = ap.parse_args()
     warnings.simplefilter('ignore')
     t0, labs = time.time(), load_labels(LABELS)
     model, card = load_detector(a.model, 'cpu')
-    cache, areas = Path(a.work)/'evals'/cache_key(card), area_candidates(labs) if a.cap_area else AREAS
     n = dict(val=a.renders, test=a.test_renders or a.renders)
     seeds = dict(val=range(n['val']), test=range(a.first_test, a.first_test + n['test']))
+    shrink = dict(mask_buffer_m=detect_rule(card)['shrink_m'])
+    if a.calibrate_shrink:   # on the val scenes at the card's threshold, from outlines made with no shrink
+        raw = with_rule(card, shrink_m=0)
+        shrink = calibrate_shrink(evaluations('val', seeds['val'], a.work, model, raw, cache=Path(a.work)/'evals'/cache_key(raw), tag='_raw', sweep=(), verifier=False), labs, detect_rule(card)['threshold'])
+        shrink['card_shrink_m'] = detect_rule(card)['shrink_m']; print('calibrated shrink', shrink)
+        card = with_rule(card, shrink_m=shrink['shrink_m'])
+    cache, areas = Path(a.work)/'evals'/cache_key(card), area_candidates(labs) if a.cap_area else AREAS
     evs = {sp: evaluations(sp, seeds[sp], a.work, model, card, cache=cache) for sp in n}
     res = dict(what=__doc__.splitlines()[0], model='shipped unet4' if a.model is None else str(a.model), sha256=card.get('sha256'), verifier=detect_rule(card)['verifier'], renders=n, test_seeds=[seeds['test'].start, seeds['test'].stop - 1],
                data=f"synthetic site scenes (hard), one per val/test site, seeds 0..{n['val'] - 1} of val, {a.first_test}..{a.first_test + n['test'] - 1} of test: SYNTHETIC, not real NAIP",
                n_facilities={sp: int(sum(len(labels_within(labs[_is_dc(labs)], e['index'])) for e in es)) for sp, es in evs.items()},
-               area_candidates_m2=list(areas), **scores(evs, labs, card, areas, list(seeds['test'])))
+               shrink=shrink, area_candidates_m2=list(areas), **scores(evs, labs, card, areas, list(seeds['test'])))
     report('plain', res)
     if not a.no_tta:
         tta = {sp: evaluations(sp, seeds[sp], a.work, model, card, tta=True, cache=cache) for sp in n}

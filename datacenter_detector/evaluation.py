@@ -29,9 +29,9 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'labels_within', 'summarize', 'write_json', 'rule_sweep', 'rule_scores', 'tune_facility_rule',
            'set_detect_rule', 'edit_card', 'area_candidates', 'comparison_table', 'markdown_table', 'find_metrics',
            'compare_models', 'parse_compare', 'html_report', 'facility_detections', 'report_figures', 'write_report',
-           'synthetic_benchmark', 'site_scenes', 'scene_probs', 'evaluate_scenes', 'predictor', 'model_predictor',
-           'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model', 'evaluate_model',
-           'dcd_evaluate', 'pixel_hists', 'tune_threshold', 'tune_rule', 'dcd_tune_rule']
+           'synthetic_benchmark', 'site_scenes', 'scene_probs', 'evaluate_scenes', 'calibrate_shrink', 'predictor',
+           'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model',
+           'evaluate_model', 'dcd_evaluate', 'pixel_hists', 'tune_threshold', 'tune_rule', 'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -574,7 +574,7 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
     merged = {t: merge_chips(v, sites, merge_distance) for t, v in dets.items()}
     verifier = detect_rule(card)['verifier'] if verifier is None else verifier
     if verifier: verify_sites(merged, idx, chips_dir, verifier)
-    return dict(index=idx, chips=df, hist=hist, probs=keep, threshold=float(threshold),
+    return dict(index=idx, chips=df, hist=hist, probs=keep, threshold=float(threshold), shrink_m=detect_rule(card)['shrink_m'],
                 detections=merged, chips_dir=str(chips_dir), masks_dir=str(masks_dir), split=split)
 
 def verify_sites(dets:dict, # threshold -> merged detections (with site_id), as `evaluate_chips` makes them; `verify_p` is filled in place
@@ -1061,8 +1061,40 @@ def evaluate_scenes(index:gpd.GeoDataFrame, # from `site_scenes`
                 det = prob_detections(prob, ds.transform, ds.crs, card, t, min_area, source=r.path, edge=0, merge_distance=merge_distance, min_area_m2=0., min_score=0.)
                 if vm is not None and len(det): det['verify_p'] = verify_detections(det, ds, vm, vc, bi)
                 dets[t].append(det.assign(site_id=int(r.site_id)))
-    return dict(index=index.to_crs(4326), threshold=float(card['threshold']), split=split,
+    return dict(index=index.to_crs(4326), threshold=float(card['threshold']), split=split, shrink_m=detect_rule(card)['shrink_m'],
                 detections={t: gpd.GeoDataFrame(pd.concat(v, ignore_index=True), crs=4326) for t, v in dets.items()})
+
+# %% ../nbs/07_evaluation.ipynb #e946324c
+def _offset(poly, area:float, lo:float=-20., hi:float=30., steps:int=30)->float:
+    "The inward offset (m; negative: outward) at which the metric polygon `poly` has `area` m², by bisection."
+    for _ in range(steps):
+        mid = (lo + hi)/2
+        lo, hi = (mid, hi) if shapely.buffer(poly, -mid, quad_segs=4).area > area else (lo, mid)
+    return (lo + hi)/2
+
+def calibrate_shrink(ev:dict|list, # `evaluate_scenes` or `evaluate_chips` of the val split with no shrink (`with_rule(card, shrink_m=0)`), or a list of them (renders)
+                     labels:gpd.GeoDataFrame, # all labels
+                     threshold:float, # the rule's probability threshold: the outlines at it are calibrated
+                     criterion:str='either', iou_min:float=0.5, centroid_m:float=30.
+                    )->dict:
+    "The shrink (m) at which the median roof-area error of the matched data centers is zero: the median of each match's own inward offset."
+    evs, t = ([ev] if isinstance(ev, dict) else list(ev)), round(float(threshold), 4)
+    if any(e['split'] == 'test' for e in evs): raise ValueError("calibrate_shrink was given the test split: calibrate on the validation split, or the test figures are no longer held out.")
+    if any(e.get('shrink_m') != 0 for e in evs): raise ValueError("calibrate_shrink needs evaluations made with no shrink: evaluate with `with_rule(card, shrink_m=0)`.")
+    if any(t not in e['detections'] for e in evs): raise ValueError(f"Threshold {t} was not swept: the evaluations hold {sorted(evs[0]['detections'])}; pass it in `sweep`.")
+    offs, errs = [], []
+    for e in evs:
+        truth = labels_within(labels[_is_dc(labels)], e['index'])
+        pred = _as4326(e['detections'][t], 'prediction')
+        m = assign(pair_table(pred, truth, max(centroid_m, 1.)), criterion, iou_min, centroid_m)
+        epsg, tm = _local_utm(truth)
+        for p, k in zip(m.pred, m.truth):
+            pg = shapely.make_valid(gpd.GeoSeries([pred.geometry.iloc[p]], crs=4326).to_crs(int(epsg[k])).iloc[0])
+            offs.append(_offset(pg, tm[k].area)); errs.append(100*(pg.area - tm[k].area)/tm[k].area)
+    if not offs: raise ValueError(f"No detection at threshold {t} matches a labelled data center: nothing to calibrate the shrink on.")
+    q = np.percentile(offs, [25, 50, 75])
+    return dict(shrink_m=round(float(q[1]), 2), threshold=t, n_matches=len(offs), offset_m_q25=float(q[0]), offset_m_q75=float(q[2]),
+                area_err_pct_median_unshrunk=float(np.median(errs)), split=evs[0]['split'] or 'all', n_renders=len(evs))
 
 # %% ../nbs/07_evaluation.ipynb #a6980e47
 def predictor(model, card:dict, # a network mapping (N,C,H,W) to logits, and its model card

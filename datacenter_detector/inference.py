@@ -22,11 +22,12 @@ from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS
                                       is_metric, m2px, atomic_path, provenance, write_cog, cli)
 
 # %% auto #0
-__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'with_threshold', 'passes_rule', 'check_card',
-           'load_detector', 'band_indexes', 'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces',
-           'union_touching', 'fold_batchnorm', 'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'shrink',
-           'merge_close', 'detections', 'prob_detections', 'to_geojson', 'centroids', 'detect_block', 'apply_verifier',
-           'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
+__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'with_rule', 'with_threshold', 'passes_rule',
+           'check_card', 'load_detector', 'band_indexes', 'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask',
+           'Pieces', 'union_touching', 'fold_batchnorm', 'fast_model', 'predict_raster', 'demo_scene', 'work_crs',
+           'shrink', 'merge_close', 'detections', 'prob_detections', 'to_geojson', 'centroids', 'detect_block',
+           'apply_verifier', 'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect',
+           'dcd_batch_detect']
 
 # %% ../nbs/06_inference.ipynb #67ad2616
 class BrightRoofNet(nn.Module):
@@ -60,15 +61,23 @@ def detect_rule(card:dict # a model card
     td = td if isinstance(td, dict) else {}   # a summary: a dict from dcd_train, text elsewhere
     return dict(threshold=float(r.get('threshold', card.get('threshold', 0.5))), min_area_m2=float(r.get('min_area_m2', 0.)),
                 min_score=float(r.get('min_score', 0.)), verifier=r.get('verifier'), min_verify=float(r.get('min_verify', 0.)),
-                shrink_m=float(td.get('mask_buffer_m') or 0.))   # the masks' buffer, recorded by train
+                shrink_m=float(r['shrink_m'] if r.get('shrink_m') is not None else td.get('mask_buffer_m') or 0.))   # calibrated (07), else the masks' buffer
+
+def with_rule(card:dict, # a model card
+              threshold:float|None=None, # the probability threshold of the mask and polygons (None: the card's own)
+              shrink_m:float|None=None # metres to move outlines inwards (None: the card's own)
+             )->dict:
+    "The card with its rule's threshold and/or shrink replaced, the rest of the rule kept; a threshold that is not a probability is refused."
+    if threshold is not None and not 0 < threshold < 1:
+        raise ValueError(f"threshold {threshold} is not a probability: give one between 0 and 1 (the card's rule: {detect_rule(card)['threshold']}).")
+    new = {k: float(v) for k, v in dict(threshold=threshold, shrink_m=shrink_m).items() if v is not None}
+    return dict(card, detect=dict(card.get('detect') or {}, **new)) if new else card
 
 def with_threshold(card:dict, # a model card
                    threshold:float|None=None # the probability threshold of the mask and polygons (None: the card's own)
                   )->dict:
-    "The card with its rule's probability threshold replaced, the rest of the rule kept; a value that is not a probability is refused."
-    if threshold is None: return card
-    if not 0 < threshold < 1: raise ValueError(f"threshold {threshold} is not a probability: give one between 0 and 1 (the card's rule: {detect_rule(card)['threshold']}).")
-    return dict(card, detect=dict(card.get('detect') or {}, threshold=float(threshold)))
+    "The card with its rule's probability threshold replaced, the rest of the rule kept (`with_rule`)."
+    return with_rule(card, threshold)
 
 def passes_rule(d:pd.DataFrame, # detections with `area_m2` and `score_mean` columns (and `verify_p` if verified)
                 min_area_m2:float=0., # smaller detections fail (NaN areas, in pixel coordinates, pass)

@@ -19,3 +19,16 @@ def test_causes_name_the_part_of_the_rule_that_loses_each_data_center():
     rule = dict(threshold=0.5, min_area_m2=1000., min_score=0., min_verify=0.1)
     assert bench_sites.causes([ev], labs, rule, seeds=[7]) == {'a': {'verifier': 1}, 'b': {'min_area_m2 or min_score': 1}, 'c': {'no polygon matches': 1}}
     assert bench_sites.causes([ev], labs, dict(rule, min_area_m2=0., min_verify=0.), seeds=[7]) == {'c': {'no polygon matches': 1}}
+
+def test_cached_probs_run_the_network_once(tmp_path):
+    from datacenter_detector.inference import bright_roof_model, demo_scene
+    from datacenter_detector.evaluation import scene_probs
+    import numpy as np
+    scene = demo_scene(tmp_path/'scene.tif', size=256)
+    model, card = bright_roof_model()
+    first = bench_sites.cached_probs(tmp_path/'probs', model, card)(scene)
+    want = scene_probs(scene, model, card, progress=False)
+    assert first.dtype == np.float32 and np.abs(first - want).max() < 1e-6 and want.max() > 0.5   # as scene_probs makes them (uint8 steps)
+    assert sorted(p.name for p in (tmp_path/'probs').iterdir()) == ['scene.npy']                # no temporary file left
+    again = bench_sites.cached_probs(tmp_path/'probs', None, card)(scene)   # no network: read from the cache
+    assert np.array_equal(again, first)
