@@ -16,7 +16,7 @@ from matplotlib.colors import ListedColormap
 from tqdm.auto import tqdm
 from fastcore.meta import delegates
 from .data import read_pair
-from .inference import band_indexes, detect_rule, passes_rule, prob_detections, merge_parts
+from .inference import band_indexes, detect_rule, passes_rule, prob_detections, merge_parts, with_rule
 from .core import BAND_NAMES, utm_epsg, is_metric, atomic_path, provenance, write_raster, Grid, RUNS_DIR, MODELS, repo_dir, cli
 
 # %% auto #0
@@ -31,7 +31,8 @@ __all__ = ['METRICS', 'NAMES', 'CRITERIA', 'NEG_CLASSES', 'SCENE_GROUPS', 'SWEEP
            'compare_models', 'parse_compare', 'html_report', 'facility_detections', 'report_figures', 'write_report',
            'synthetic_benchmark', 'site_scenes', 'scene_probs', 'evaluate_scenes', 'calibrate_shrink', 'predictor',
            'model_predictor', 'array_detector', 'scene_detector', 'real_fp_density', 'group_density', 'measure_model',
-           'evaluate_model', 'dcd_evaluate', 'pixel_hists', 'tune_threshold', 'tune_rule', 'dcd_tune_rule']
+           'evaluate_model', 'dcd_evaluate', 'pixel_hists', 'tune_threshold', 'calibrate_model', 'tune_rule',
+           'dcd_tune_rule']
 
 # %% ../nbs/07_evaluation.ipynb #0da30f23
 def confusion(pred:np.ndarray, # predicted mask, bool or 0/1 (H,W)
@@ -763,8 +764,11 @@ def set_detect_rule(model_dir:Path|str, # a model folder (model.json + model.saf
                     verifier:str|None=None # the building verifier the rule's `min_verify` applies to (05d); None: none
                    )->dict:
     "Write the detection rule into the model card (`detect`), atomically; return the card."
-    def put(card): card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']), min_score=float(rule.get('min_score', 0.)),
+    def put(card):   # a calibrated shrink (`calibrate_shrink`) stays unless the rule brings a new one: the rule was chosen on outlines shrunk by it
+        old = card.get('detect') or {}
+        card['detect'] = dict(threshold=float(rule.get('threshold', card['threshold'])), min_area_m2=float(rule['min_area_m2']), min_score=float(rule.get('min_score', 0.)),
                           **(dict(verifier=str(verifier), min_verify=float(rule.get('min_verify', 0.))) if verifier else {}),
+                          **{k: rule.get(k, old.get(k)) for k in ('shrink_m', 'shrink') if rule.get(k, old.get(k)) is not None},
                           chosen_on=chosen_on or f"{rule.get('split')} split", f1=rule.get('f1'), criterion=rule.get('criterion'),
                           n_facilities=rule.get('n_facilities'), n_renders=rule.get('n_renders', 1), candidates={k: sorted({r[k] for r in rule.get('sweep') or []}) for k in ('threshold', 'min_area_m2', 'min_score') + (('min_verify',) if verifier else ())})
     return edit_card(model_dir, put)
@@ -1295,6 +1299,25 @@ def tune_threshold(checkpoint:str|Path, # a model folder (model.json + model.saf
     edit_card(checkpoint, lambda c: c.update(threshold=round(float(val['threshold']), 4), metrics=dict(c.get('metrics') or {}, **met)))
     return met
 
+def _val_scenes(out_dir, s, difficulty, labels):
+    "The val site scenes of render `s` in out_dir/val/seed<s> (cached): index and folder."
+    return site_scenes(d := Path(out_dir)/'val'/f'seed{s}', 'val', s, difficulty, labels=labels), d
+
+def calibrate_model(checkpoint:str|Path, # a model folder (model.json + model.safetensors): its card's rule gets the shrink
+                    out_dir:str|Path='runs/benchmark_val', # where the val scenes are made (cached), in val/seed<s> (`tune_rule`'s)
+                    renders:int=9, # renders of the val sites (seeds 0..renders-1) to pool
+                    labels=None, device:str|None=None, difficulty:str='hard')->dict:
+    "Calibrate a model folder's shrink back to the roof on one scene per val site (`calibrate_shrink`, at its rule's threshold) and write it into its card's rule; return the calibration."
+    from datacenter_detector.inference import load_detector
+    _model_folder(checkpoint, renders)
+    labs = _split_labels(labels)
+    model, card = load_detector(checkpoint, device)
+    raw = with_rule(card, shrink_m=0)   # the model's own outlines
+    evs = [evaluate_scenes(*_val_scenes(out_dir, s, difficulty, labels), model, raw, 'val', sweep=(), verifier=False, device=device) for s in tqdm(range(renders), desc='calibrating the shrink', leave=False)]
+    cal = calibrate_shrink(evs, labs, detect_rule(card)['threshold'])
+    edit_card(checkpoint, lambda c: c.update(detect=dict(c.get('detect') or {}, shrink_m=cal['shrink_m'], shrink=cal)))
+    return cal
+
 def tune_rule(checkpoint:str|Path, # a model folder (model.json + model.safetensors): its card gets the rule
               out_dir:str|Path='runs/benchmark_val', # where the val renders are made (cached: a rerun reuses them): chips in seed<s>, scenes in val/seed<s>
               renders:int=9, # renders of the val sites (seeds 0..renders-1) to pool
@@ -1303,7 +1326,8 @@ def tune_rule(checkpoint:str|Path, # a model folder (model.json + model.safetens
               verifier:str|None=None, # a building verifier (05d: a folder or a shipped name) whose minimum probability is tuned too; None: the card's, if any
               on:str='chips', # what to tune on: 'chips' (the benchmark's), 'scenes' (one scene per val site through the tool's raster path: `site_scenes`, `evaluate_scenes`) or 'both', pooled
               cap_area:bool=False, # minimum areas only among `area_candidates` (at most half the smallest train data center)
-              pixel:bool=False # first set the card's pixel threshold on the val chips (`tune_threshold`)
+              pixel:bool=False, # first set the card's pixel threshold on the val chips (`tune_threshold`)
+              shrink:bool=False # first calibrate the shrink back to the roof on one scene per val site (`calibrate_model`), and choose the rule with it
              )->dict:
     "Tune a model folder's facility rule on renders of the synthetic benchmark's val sites and write it into its card; return the rule."
     from datacenter_detector.labels import load_labels
@@ -1313,14 +1337,15 @@ def tune_rule(checkpoint:str|Path, # a model folder (model.json + model.safetens
     if on not in ('chips', 'scenes', 'both'): raise ValueError(f"on must be 'chips', 'scenes' or 'both', not {on!r}.")
     if pixel: tune_threshold(checkpoint, out_dir, renders, labels, device, difficulty)
     labs = labels if isinstance(labels, gpd.GeoDataFrame) else load_labels(labels or LABELS)
+    cal = calibrate_model(checkpoint, out_dir, renders, labels, device, difficulty) if shrink else None   # written into the card, which is loaded next
     (model, card), seeds = load_detector(checkpoint, device), tqdm(range(renders), desc='val renders', leave=False)
     verifier = verifier or detect_rule(card)['verifier']
     evs = []
     for s in seeds:
         if on != 'scenes': evs.append(evaluate_chips(predictor(model, card, device), *synthetic_benchmark(Path(out_dir)/f'seed{s}', 'val', s, difficulty, labels=labels),
                                                      'val', card['threshold'], card=card, verifier=verifier))
-        if on != 'chips': evs.append(evaluate_scenes(site_scenes(d := Path(out_dir)/'val'/f'seed{s}', 'val', s, difficulty, labels=labels), d, model, card, 'val', verifier=verifier, device=device))
-    rule = tune_facility_rule(evs, labs, areas=area_candidates(labels) if cap_area else AREAS)
+        if on != 'chips': evs.append(evaluate_scenes(*_val_scenes(out_dir, s, difficulty, labels), model, card, 'val', verifier=verifier, device=device))
+    rule = tune_facility_rule(evs, labs, areas=area_candidates(labels) if cap_area else AREAS) | (dict(shrink_m=cal['shrink_m'], shrink=cal) if cal else {})
     what = dict(chips='the chips of', scenes='one scene per site of', both='the chips and one scene per site of')[on]
     how = f"facility F1 on {what} the synthetic benchmark's val sites ({difficulty}), {renders} render(s) pooled"
     set_detect_rule(checkpoint, rule, how + (', minimum areas at most half the smallest train data center' if cap_area else ''), verifier)
@@ -1335,9 +1360,10 @@ def dcd_tune_rule(checkpoint:str, # model folder (model.safetensors + model.json
                   verifier:str=None, # building verifier (05d) whose minimum probability is tuned too: a folder or a shipped name (verify4b); default: the card's
                   on:str='chips', # tune on the benchmark's val chips ('chips'), one scene per val site ('scenes': the tool's raster path, about 30 s a render) or both, pooled ('both')
                   cap_area:bool=False, # minimum areas only up to half the smallest train data center
-                  pixel:bool=False): # first set the card's pixel threshold (best pixel F1 on the val chips)
+                  pixel:bool=False, # first set the card's pixel threshold (best pixel F1 on the val chips)
+                  shrink:bool=False): # first calibrate the shrink back to the roof (median matched roof-area error zero on one scene per val site) and choose the rule with it
     "Choose a model's facility rule (probability threshold, minimum area, minimum mean probability, minimum verifier probability) on the synthetic benchmark's val sites and write it into its card."
-    try: r = tune_rule(checkpoint, out_dir, renders, labels, device, verifier=verifier, on=on, cap_area=cap_area, pixel=pixel)
+    try: r = tune_rule(checkpoint, out_dir, renders, labels, device, verifier=verifier, on=on, cap_area=cap_area, pixel=pixel, shrink=shrink)
     except (FileNotFoundError, PermissionError, ValueError, RuntimeError, OSError) as e: sys.exit(f"dcd_tune_rule: error: {e}")
     print(f"{checkpoint}: pixel threshold {r['pixel_threshold']}; facility rule: threshold {r['threshold']}, minimum area {r['min_area_m2']:.0f} m², minimum mean probability {r['min_score']}, minimum verifier probability {r['min_verify']}; val facility F1 {r['f1']:.3f} "
-          f"({r['n_facilities']} facilities in {r['n_renders']} renders; synthetic scenes, not real NAIP)")
+          f"({r['n_facilities']} facilities in {r['n_renders']} renders; synthetic scenes, not real NAIP)" + (f"; shrink {r['shrink_m']} m, calibrated on {r['shrink']['n_matches']} val matches" if 'shrink' in r else ''))
