@@ -22,7 +22,7 @@ The misses by cause (test_miss_causes) of the shipped pair on test renders 63-98
 import argparse, json, pickle, time, warnings
 import numpy as np
 from pathlib import Path
-from datacenter_detector.evaluation import site_scenes, evaluate_scenes, scene_probs, tune_facility_rule, rule_sweep, rule_scores, labels_within, facility_errors, _is_dc, area_candidates, calibrate_shrink, AREAS
+from datacenter_detector.evaluation import site_scenes, evaluate_scenes, scene_probs, tune_facility_rule, rule_sweep, rule_scores, labels_within, facility_errors, _is_dc, area_candidates, calibrate_shrink, pair_table, assign, AREAS
 from datacenter_detector.inference import load_detector, detect_rule, passes_rule, predict_raster, with_rule
 from datacenter_detector.labels import load_labels
 from datacenter_detector.core import LABELS, provenance
@@ -71,6 +71,11 @@ def kept(ev, rule):
     d = ev['detections'][rule['threshold']]
     return d[passes_rule(d, rule['min_area_m2'], rule['min_score'], rule['min_verify'])]
 
+def area_errors(evs, labs, rule):
+    "Roof-area error (%) of the data centers `rule` finds, pooled over the renders: median, mean and median absolute."
+    e = np.concatenate([assign(pair_table(kept(ev, rule), labels_within(labs[_is_dc(labs)], ev['index'])), 'either', 0.5, 30.).area_err_pct.to_numpy(float) for ev in evs])
+    return dict(n=len(e), median=float(np.median(e)), mean=float(e.mean()), median_abs=float(np.median(np.abs(e))))
+
 def errors(evs, labs, rule, seeds=None):
     "Per render (`seeds`, default 0, 1...) under `rule`: its F1 and `facility_errors` (the data centers missed, the false detections and what they lie on)."
     dcs, rows = _is_dc(labs), []
@@ -110,6 +115,7 @@ def scores(evs, labs, card, areas=AREAS, test_seeds=None):
     chosen, card_rule = {k: rule[k] for k in KEYS}, {k: detect_rule(card)[k] for k in KEYS}
     return dict(chosen_on_val_scenes=chosen | dict(val=at(evs['val'], labs, chosen), test=at(evs['test'], labs, chosen)),
                 card_rule=card_rule | dict(val=at(evs['val'], labs, card_rule), test=at(evs['test'], labs, card_rule)),
+                area_error_pct_at_card=dict(note="roof-area error of the matched data centers at the card's rule, (detected - labelled)/labelled", **{sp: area_errors(es, labs, card_rule) for sp, es in evs.items()}),
                 test_errors_at_chosen=errors(evs['test'], labs, chosen, test_seeds), test_errors_at_card=errors(evs['test'], labs, card_rule, test_seeds),
                 test_miss_causes=dict(chosen=causes(evs['test'], labs, chosen, test_seeds), card=causes(evs['test'], labs, card_rule, test_seeds)),
                 ceiling=dict(note="the data centers the U-Net's polygons of the card's minimum area or more match at each threshold, before the verifier; "
@@ -120,6 +126,7 @@ def report(name, r):
     for k in ('chosen_on_val_scenes', 'card_rule'):
         q = r[k]; print(name, k, {c: q[c] for c in KEYS}, '| val', {c: round(q['val'][c], 3) for c in ('tp', 'fp', 'f1')}, '| test', {c: round(q['test'][c], 3) for c in ('tp', 'fp', 'f1')})
     for k, c in r['test_miss_causes'].items(): print(name, 'test misses at', k, c)
+    print(name, 'area error % at card', {sp: {k: round(v, 1) for k, v in a.items()} for sp, a in r['area_error_pct_at_card'].items() if sp != 'note'})
     for sp in ('val', 'test'): print(name, 'ceiling', sp, {c['threshold']: (c['found'], round(c['f1_with_a_perfect_verifier'], 3)) for c in r['ceiling'][sp]})
 
 def main():
