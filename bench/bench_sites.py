@@ -17,7 +17,9 @@ Scenes are cached in --work, the model's probabilities in --work/probs/<model>, 
     .venv/bin/python bench/bench_sites.py [--renders 9] [--test-renders N] [--first-test S] [--work runs/bench/sites] [--model <model folder>] [--cap-area] [--no-tta] [--calibrate-shrink]
 
 The shipped unet4's figure in sites.json (its card's rule is the one chosen here; 2026-11-30): --test-renders 45 --cap-area --no-tta.
-The misses by cause (test_miss_causes) of the shipped pair on test renders 63-98, from the cache: --renders 9 --test-renders 36 --first-test 63 --cap-area --no-tta --out bench/results/sites_verify4b_causes.json.
+The misses by cause (test_miss_causes) of the shipped pair on test renders 63-98, from the cache: --renders 9 --test-renders 36 --first-test 63 --cap-area --no-tta --shrink 7.5 --out bench/results/sites_verify4b_causes.json.
+The calibrated shrink (shipped since 2026-12-01) against the masks' buffer on fresh test renders 99-134: --renders 9 --test-renders 36 --first-test 99 --cap-area --no-tta --calibrate-shrink
+--out bench/results/sites_shrink_fresh99.json, and the same with --shrink 7.5 --out bench/results/sites_verify4b_fresh99.json.
 """
 import argparse, json, pickle, time, warnings
 import numpy as np
@@ -139,6 +141,7 @@ def main():
     ap.add_argument('--cap-area', action='store_true', help='choose the minimum area on the val scenes among area_candidates (at most half the smallest train data center)')
     ap.add_argument('--no-tta', action='store_true', help='skip the test-time-augmentation rows')
     ap.add_argument('--calibrate-shrink', action='store_true', help="calibrate the card's shrink on the val scenes first (calibrate_shrink) and use it for everything after")
+    ap.add_argument('--shrink', type=float, default=None, help="metres: use this shrink instead of the card's (7.5: the masks' buffer, unet4's shrink until 2026-12-01)")
     ap.add_argument('--out', default=str(Path(__file__).parent/'results'/'sites.json'))
     a = ap.parse_args()
     warnings.simplefilter('ignore')
@@ -146,7 +149,8 @@ def main():
     model, card = load_detector(a.model, 'cpu')
     n = dict(val=a.renders, test=a.test_renders or a.renders)
     seeds = dict(val=range(n['val']), test=range(a.first_test, a.first_test + n['test']))
-    shrink = dict(mask_buffer_m=detect_rule(card)['shrink_m'])
+    if a.shrink is not None: card = with_rule(card, shrink_m=a.shrink)
+    shrink = dict(shrink_m=detect_rule(card)['shrink_m'], note='given' if a.shrink is not None else "the card's")
     if a.calibrate_shrink:   # on the val scenes at the card's threshold, from outlines made with no shrink
         raw = with_rule(card, shrink_m=0)
         shrink = calibrate_shrink(evaluations('val', seeds['val'], a.work, model, raw, cache=Path(a.work)/'evals'/cache_key(raw), tag='_raw', sweep=(), verifier=False), labs, detect_rule(card)['threshold'])
