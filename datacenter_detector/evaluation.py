@@ -1086,15 +1086,15 @@ def calibrate_shrink(ev:dict|list, # `evaluate_scenes` or `evaluate_chips` of th
     if any(e['split'] == 'test' for e in evs): raise ValueError("calibrate_shrink was given the test split: calibrate on the validation split, or the test figures are no longer held out.")
     if any(e.get('shrink_m') != 0 for e in evs): raise ValueError("calibrate_shrink needs evaluations made with no shrink: evaluate with `with_rule(card, shrink_m=0)`.")
     if any(t not in e['detections'] for e in evs): raise ValueError(f"Threshold {t} was not swept: the evaluations hold {sorted(evs[0]['detections'])}; pass it in `sweep`.")
-    offs, errs = [], []
+    offs, errs = [], []   # per match: inward offset to the labelled area (m), unshrunk area error (%)
     for e in evs:
         truth = labels_within(labels[_is_dc(labels)], e['index'])
         pred = _as4326(e['detections'][t], 'prediction')
         m = assign(pair_table(pred, truth, max(centroid_m, 1.)), criterion, iou_min, centroid_m)
         epsg, tm = _local_utm(truth)
-        for p, k in zip(m.pred, m.truth):
-            pg = shapely.make_valid(gpd.GeoSeries([pred.geometry.iloc[p]], crs=4326).to_crs(int(epsg[k])).iloc[0])
-            offs.append(_offset(pg, tm[k].area)); errs.append(100*(pg.area - tm[k].area)/tm[k].area)
+        for p, k in zip(m.pred, m.truth):   # the outline in its data center's UTM zone
+            offs.append(_offset(shapely.make_valid(gpd.GeoSeries([pred.geometry.iloc[p]], crs=4326).to_crs(int(epsg[k])).iloc[0]), tm[k].area))
+        errs.extend(m.area_err_pct)
     if not offs: raise ValueError(f"No detection at threshold {t} matches a labelled data center: nothing to calibrate the shrink on.")
     q = np.percentile(offs, [25, 50, 75])
     return dict(shrink_m=round(float(q[1]), 2), threshold=t, n_matches=len(offs), offset_m_q25=float(q[0]), offset_m_q75=float(q[2]),

@@ -22,12 +22,11 @@ from .core import (get_device, autocast_dtype, BAND_NAMES, RGB, NAIP_GSD, MODELS
                                       is_metric, m2px, atomic_path, provenance, write_cog, cli)
 
 # %% auto #0
-__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'with_rule', 'with_threshold', 'passes_rule',
-           'check_card', 'load_detector', 'band_indexes', 'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask',
-           'Pieces', 'union_touching', 'fold_batchnorm', 'fast_model', 'predict_raster', 'demo_scene', 'work_crs',
-           'shrink', 'merge_close', 'detections', 'prob_detections', 'to_geojson', 'centroids', 'detect_block',
-           'apply_verifier', 'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect',
-           'dcd_batch_detect']
+__all__ = ['COLUMNS', 'BrightRoofNet', 'bright_roof_model', 'detect_rule', 'with_rule', 'passes_rule', 'check_card',
+           'load_detector', 'band_indexes', 'tile_starts', 'blend_weights', 'predict_tiles', 'valid_mask', 'Pieces',
+           'union_touching', 'fold_batchnorm', 'fast_model', 'predict_raster', 'demo_scene', 'work_crs', 'shrink',
+           'merge_close', 'detections', 'prob_detections', 'to_geojson', 'centroids', 'detect_block', 'apply_verifier',
+           'detect', 'find_inputs', 'n_blocks', 'merge_parts', 'batch_detect', 'dcd_detect', 'dcd_batch_detect']
 
 # %% ../nbs/06_inference.ipynb #67ad2616
 class BrightRoofNet(nn.Module):
@@ -72,12 +71,6 @@ def with_rule(card:dict, # a model card
         raise ValueError(f"threshold {threshold} is not a probability: give one between 0 and 1 (the card's rule: {detect_rule(card)['threshold']}).")
     new = {k: float(v) for k, v in dict(threshold=threshold, shrink_m=shrink_m).items() if v is not None}
     return dict(card, detect=dict(card.get('detect') or {}, **new)) if new else card
-
-def with_threshold(card:dict, # a model card
-                   threshold:float|None=None # the probability threshold of the mask and polygons (None: the card's own)
-                  )->dict:
-    "The card with its rule's probability threshold replaced, the rest of the rule kept (`with_rule`)."
-    return with_rule(card, threshold)
 
 def passes_rule(d:pd.DataFrame, # detections with `area_m2` and `score_mean` columns (and `verify_p` if verified)
                 min_area_m2:float=0., # smaller detections fail (NaN areas, in pixel coordinates, pass)
@@ -762,7 +755,7 @@ def detect(image:str|Path, # GeoTIFF / COG / VRT
            **kw # more `predict_raster` arguments: tile_size, overlap, blend, tta, batch_size, device, threads, offset
           )->gpd.GeoDataFrame:
     "Detect data centers in one image and write the requested outputs atomically; return the detections."
-    card = with_threshold(check_card(card), threshold)   # the rest of the card's rule stays
+    card = with_rule(check_card(card), threshold)   # the rest of the card's rule stays
     rule = detect_rule(card)
     if min_area_m2 is None: min_area_m2 = rule['min_area_m2']
     if min_score is None: min_score = rule['min_score']
@@ -841,7 +834,7 @@ def _get_model(spec):
         key = (str(spec.get('checkpoint')), str(spec.get('device')))
         if key not in _MODELS: _MODELS[key] = load_detector(spec.get('checkpoint'), device=get_device(spec.get('device')))
         model, card = _MODELS[key]
-    return model, with_threshold(card, spec.get('threshold'))
+    return model, with_rule(card, spec.get('threshold'))
 
 def _block(path, i, n, spec):
     "Task: `detect_block` on column block i of n of one input."
@@ -916,7 +909,7 @@ def batch_detect(inputs, # a chips folder, a glob, a text file listing paths, or
     min_m2, min_sc, min_v = kw.pop('min_area_m2', None), kw.pop('min_score', None), kw.pop('min_verify', None)  # a facility rule: applied after the merge across inputs (a building may span inputs)
     output_geojson = Path(output_geojson)
     work_dir = Path(work_dir or output_geojson.with_suffix('.parts'))
-    model_card = with_threshold(load_detector(checkpoint, device='cpu')[1] if model is None else check_card(card), threshold)  # fails early on a bad checkpoint or threshold
+    model_card = with_rule(load_detector(checkpoint, device='cpu')[1] if model is None else check_card(card), threshold)  # fails early on a bad checkpoint or threshold
     spec = dict(checkpoint=str(checkpoint) if checkpoint else None, device=device, kw=dict(kw, min_area_m2=0., min_score=0., min_verify=0.),
                 model=model, card=card, threshold=threshold)
     same = {k: v for k, v in kw.items() if k not in ('threads', 'progress', 'batch_size')}  # settings that do not change results
