@@ -1312,9 +1312,9 @@ def calibrate_model(checkpoint:str|Path, # a model folder (model.json + model.sa
     _model_folder(checkpoint, renders)
     labs = _split_labels(labels)
     model, card = load_detector(checkpoint, device)
-    raw = with_rule(card, shrink_m=0)   # the model's own outlines
-    evs = [evaluate_scenes(*_val_scenes(out_dir, s, difficulty, labels), model, raw, 'val', sweep=(), verifier=False, device=device) for s in tqdm(range(renders), desc='calibrating the shrink', leave=False)]
-    cal = calibrate_shrink(evs, labs, detect_rule(card)['threshold'])
+    raw, thr = with_rule(card, shrink_m=0), detect_rule(card)['threshold']   # the model's own outlines, at its rule's threshold (which may differ from its pixel one)
+    evs = [evaluate_scenes(*_val_scenes(out_dir, s, difficulty, labels), model, raw, 'val', sweep=(thr,), verifier=False, device=device) for s in tqdm(range(renders), desc='calibrating the shrink', leave=False)]
+    cal = calibrate_shrink(evs, labs, thr)
     edit_card(checkpoint, lambda c: c.update(detect=dict(c.get('detect') or {}, shrink_m=cal['shrink_m'], shrink=cal)))
     return cal
 

@@ -8,6 +8,7 @@ def test_tune_rule_cli_calibrates_the_shrink(tmp_path):
     m = tmp_path/'m'; m.mkdir()
     for f in ('model.json', 'model.safetensors'): shutil.copy(MODELS/'unet4'/f, m/f)
     card = json.loads((m/'model.json').read_text()); card['detect'].pop('shrink_m', None); card['detect'].pop('shrink', None)
+    card['detect']['threshold'] = 0.4; assert card['threshold'] != 0.4   # a rule threshold other than the pixel one: the calibration sweeps it
     (m/'model.json').write_text(json.dumps(card))   # the masks' buffer (7.5 m) until calibrated
     r = subprocess.run([str(Path(sys.executable).parent/'dcd_tune_rule'), str(m), '--out-dir', str(tmp_path/'val'), '--renders', '1', '--device', 'cpu', '--on', 'scenes', '--shrink'],
                        capture_output=True, text=True, timeout=900)
