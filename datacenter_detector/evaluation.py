@@ -557,7 +557,7 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
     "Run `predict` over the chips of `split`: per-chip table, histograms, detections (at `threshold` and each sweep threshold, verified), kept probabilities."
     idx = read_chip_index(chips_dir, split)
     rows, hist, keep = [], np.zeros((2, 100), np.int64), {}
-    sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(threshold), 4)})
+    sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(threshold), 4)} | ({round(detect_rule(card)['threshold'], 4)} if card else set()))   # and the card's rule's
     dets, card = {t: [] for t in sweep}, card or dict(name='model', version='')
     for r in tqdm(idx.itertuples(), total=len(idx), desc=f'evaluating {split or "all"}', leave=False):
         chip, mp_ = Path(chips_dir)/r.path, Path(masks_dir)/f'{r.chip_id}.tif'
@@ -1052,7 +1052,7 @@ def evaluate_scenes(index:gpd.GeoDataFrame, # from `site_scenes`
     "The tool's raster path on each scene: detections (EPSG:4326, with site_id and verify_p) at every sweep threshold, for `rule_sweep` and `tune_facility_rule`."
     from datacenter_detector.verify import load_verifier, verify_detections
     probs = probs or (lambda p: scene_probs(p, model, card, **kw))
-    sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(card['threshold']), 4)})
+    sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(card['threshold']), 4), round(detect_rule(card)['threshold'], 4)})   # the pixel and the rule's thresholds always
     verifier = detect_rule(card)['verifier'] if verifier is None else verifier
     vm, vc = load_verifier(verifier, kw.get('device')) if verifier else (None, None)
     dets = {t: [] for t in sweep}
@@ -1312,9 +1312,9 @@ def calibrate_model(checkpoint:str|Path, # a model folder (model.json + model.sa
     _model_folder(checkpoint, renders)
     labs = _split_labels(labels)
     model, card = load_detector(checkpoint, device)
-    raw, thr = with_rule(card, shrink_m=0), detect_rule(card)['threshold']   # the model's own outlines, at its rule's threshold (which may differ from its pixel one)
-    evs = [evaluate_scenes(*_val_scenes(out_dir, s, difficulty, labels), model, raw, 'val', sweep=(thr,), verifier=False, device=device) for s in tqdm(range(renders), desc='calibrating the shrink', leave=False)]
-    cal = calibrate_shrink(evs, labs, thr)
+    raw = with_rule(card, shrink_m=0)   # the model's own outlines (evaluated at the pixel and the rule's thresholds)
+    evs = [evaluate_scenes(*_val_scenes(out_dir, s, difficulty, labels), model, raw, 'val', sweep=(), verifier=False, device=device) for s in tqdm(range(renders), desc='calibrating the shrink', leave=False)]
+    cal = calibrate_shrink(evs, labs, detect_rule(card)['threshold'])
     edit_card(checkpoint, lambda c: c.update(detect=dict(c.get('detect') or {}, shrink_m=cal['shrink_m'], shrink=cal)))
     return cal
 
