@@ -33,10 +33,10 @@ from datacenter_detector.verify import load_verifier
 KEYS = ['threshold', 'min_area_m2', 'min_score', 'min_verify']
 
 def cache_key(card):
-    "What the cached evaluations of a model depend on: its name, weights (sha256), pixel threshold (swept too), verifier (name and weights) and shrink."
+    "What the cached evaluations of a model depend on: its name, weights (sha256), pixel and rule thresholds (both swept too), verifier (name and weights) and shrink."
     r = detect_rule(card); v = r['verifier']
     if v: vc = load_verifier(v, 'cpu')[1]; v = f"{vc['name']}-{vc['sha256'][:12]}"
-    return f"{card['name']}-{card['sha256'][:12]}-t{card['threshold']}-{v or 'noverifier'}-s{r['shrink_m']:g}"
+    return f"{card['name']}-{card['sha256'][:12]}-t{card['threshold']}-r{r['threshold']:g}-{v or 'noverifier'}-s{r['shrink_m']:g}"
 
 def cached_probs(folder, model, card, tta=False):
     "scene path -> the model's probabilities (as `scene_probs` makes them), kept in `folder`/<scene>.npy as uint8 so that another shrink or rule costs no second pass of the network."

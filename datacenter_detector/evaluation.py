@@ -1207,7 +1207,7 @@ def measure_model(checkpoint:str|None, # model folder or .ckpt; None: the shippe
     thr = float(threshold if threshold is not None else card.get('threshold', 0.5))
     rule = detect_rule(card) if threshold is None else dict(detect_rule(card), threshold=thr)
     if min_area_m2 is not None: rule['min_area_m2'] = float(min_area_m2)
-    ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr, sweep=SWEEP + (rule['threshold'],), card=card)
+    ev = evaluate_chips(predict, chips_dir, masks_dir, split, thr, sweep=SWEEP, card=card)   # evaluate_chips adds thr and the card rule's threshold
     src = sorted(set(map(str, ev['index']['source']))) if 'source' in ev['index'] else ['unknown']
     data = data or f"chips in {chips_dir} (source: {', '.join(src)})" + ('; SYNTHETIC scenes, not real NAIP accuracy' if any('synth' in s for s in src) else '')
     met = summarize(ev, labels, iou_min, centroid_m, criterion, n_boot, seed, data=data, min_area_m2=rule['min_area_m2'], min_score=rule['min_score'], min_verify=rule['min_verify'], facility_threshold=rule['threshold'],
