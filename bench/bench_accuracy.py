@@ -32,7 +32,10 @@ def measure(model, chips, masks, split, labels, tta=False):
                 seconds=round(time.time() - t0, 1), card=dict(name=card['name'], threshold=card['threshold'], rule=card.get('detect'), sha256=card.get('sha256'))), card
 
 def pool(rows):
-    "One row from the renders' rows: pixel and facility counts summed, scores of the sums."
+    "One row from the renders' rows: pixel and facility counts summed, scores of the sums (of one model card only)."
+    if len({json.dumps(r['card'], sort_keys=True) for r in rows}) > 1:   # the model is loaded per render: a card changed mid-run must not be pooled with the one before
+        raise SystemExit(f"The renders {[r['seed'] for r in rows]} were scored with different model cards ({sorted({r['card']['sha256'][:12] + ' ' + str(r['card']['rule']) for r in rows})}): "
+                         "the model changed during the run. Score them again from a fixed model folder (--model).")
     px = {k: sum(r['pixel'][k] for r in rows) for k in ('tp', 'fp', 'fn')}
     n_true, found, false = (sum(r['facility'][k] for r in rows) for k in ('n_true', 'found', 'false'))
     f1 = scores(found, false, n_true - found)['dice']   # facility F1: the Dice of the facility counts
