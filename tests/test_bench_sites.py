@@ -32,3 +32,9 @@ def test_cached_probs_run_the_network_once(tmp_path):
     assert sorted(p.name for p in (tmp_path/'probs').iterdir()) == ['scene.npy']                # no temporary file left
     again = bench_sites.cached_probs(tmp_path/'probs', None, card)(scene)   # no network: read from the cache
     assert np.array_equal(again, first)
+
+def test_cache_key_names_what_the_evaluations_depend_on():
+    "Cards that differ in the rule's threshold or the shrink get their own cached evaluations (each evaluation holds the detections at the card's thresholds)."
+    card = dict(name='m', sha256='a'*64, threshold=0.62, detect=dict(threshold=0.62, min_area_m2=2000., verifier=None, shrink_m=5.37))
+    keys = [bench_sites.cache_key(c) for c in (card, card | dict(detect=card['detect'] | dict(threshold=0.4)), card | dict(detect=card['detect'] | dict(shrink_m=0.)))]
+    assert keys[0] == 'm-aaaaaaaaaaaa-t0.62-r0.62-noverifier-s5.37' and len(set(keys)) == 3
