@@ -537,6 +537,10 @@ def merge_chips(parts:list, # per-chip detections from `inference.prob_detection
 # %% ../nbs/07_evaluation.ipynb #36d89abb
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)   # the thresholds at which facilities are scored
 
+def _sweep(sweep:Iterable, *always:float)->list[float]:
+    "The thresholds an evaluation keeps detections at: those of `sweep` and `always` (the pixel threshold, the card rule's), rounded, sorted, once each."
+    return sorted({round(float(t), 4) for t in (*sweep, *always)})
+
 def read_chip_index(chips_dir:Path|str, split:str|None=None)->gpd.GeoDataFrame:
     "The chips index (chips_dir/index.geojson, checked by `data.read_index`), optionally one split, with site_id."
     from datacenter_detector.data import read_index, split_rows
@@ -557,7 +561,7 @@ def evaluate_chips(predict:Callable, # predict(chip uint8 (bands,H,W)) -> probab
     "Run `predict` over the chips of `split`: per-chip table, histograms, detections (at `threshold` and each sweep threshold, verified), kept probabilities."
     idx = read_chip_index(chips_dir, split)
     rows, hist, keep = [], np.zeros((2, 100), np.int64), {}
-    sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(threshold), 4)} | ({round(detect_rule(card)['threshold'], 4)} if card else set()))   # and the card's rule's
+    sweep = _sweep(sweep, threshold, *([detect_rule(card)['threshold']] if card else []))
     dets, card = {t: [] for t in sweep}, card or dict(name='model', version='')
     for r in tqdm(idx.itertuples(), total=len(idx), desc=f'evaluating {split or "all"}', leave=False):
         chip, mp_ = Path(chips_dir)/r.path, Path(masks_dir)/f'{r.chip_id}.tif'
@@ -1052,7 +1056,7 @@ def evaluate_scenes(index:gpd.GeoDataFrame, # from `site_scenes`
     "The tool's raster path on each scene: detections (EPSG:4326, with site_id and verify_p) at every sweep threshold, for `rule_sweep` and `tune_facility_rule`."
     from datacenter_detector.verify import load_verifier, verify_detections
     probs = probs or (lambda p: scene_probs(p, model, card, **kw))
-    sweep = sorted(set(round(float(t), 4) for t in sweep) | {round(float(card['threshold']), 4), round(detect_rule(card)['threshold'], 4)})   # the pixel and the rule's thresholds always
+    sweep = _sweep(sweep, card['threshold'], detect_rule(card)['threshold'])
     verifier = detect_rule(card)['verifier'] if verifier is None else verifier
     vm, vc = load_verifier(verifier, kw.get('device')) if verifier else (None, None)
     dets = {t: [] for t in sweep}
